@@ -1,0 +1,206 @@
+"""Two-stage (Murphy-Topel) covariance of second-stage functionals.
+
+For functionals ``f = L_beta beta + L_theta theta`` the total influence is
+(THEORY.md §3.2-3.4)
+
+.. math::
+
+    f_hat - f^* \approx \sum_j L_\beta a^*_j + \frac{1}{m} \sum_i K\, IF(x_i),
+    \qquad K = L_\beta J + L_\theta,
+
+where ``a*_j`` is the second-stage influence of labeled row j and ``J`` the
+first-stage Jacobian of the coefficients. Hence
+
+``Cov = L_beta Cov_2 L_beta'  +  (1/m^2) sum_i (K IF_i)(K IF_i)'  +  cross``,
+
+with ``Cov_2`` the statsmodels second-stage covariance (so everything reduces to
+statsmodels when the first stage is known), the pre-training sum taken over
+clusters of ``pretrain_groups`` when given, and the cross term present only when
+labeled rows are also pre-training rows (``pretrain_index``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .representations.base import Representation
+
+__all__ = ["CovarianceSpec", "TwoStageCovariance", "VarianceParts"]
+
+SECOND_STAGE_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")
+COV_TYPES = ("two-stage", "naive")
+COV_KWDS = {"two-stage": ("second_stage", "groups", "pretrain_groups"),
+            "naive": ("second_stage", "groups")}
+
+
+@dataclass(frozen=True)
+class CovarianceSpec:
+    """A validated ``cov_type`` / ``cov_kwds`` pair.
+
+    Examples
+    --------
+    >>> CovarianceSpec.parse("two-stage", {"second_stage": "HC1"}).statsmodels_cov_type
+    'HC1'
+    """
+
+    cov_type: str
+    second_stage: str = "nonrobust"
+    groups: object = None
+    pretrain_groups: object = None
+
+    @classmethod
+    def parse(cls, cov_type, cov_kwds) -> "CovarianceSpec":
+        if cov_type not in COV_TYPES:
+            raise ValueError(
+                f"cov_type must be one of {COV_TYPES}; got {cov_type!r}. 'two-stage' adds the "
+                "first-stage uncertainty to the second-stage covariance; 'naive' reproduces "
+                "plain statsmodels. Choose the second-stage estimator with "
+                "cov_kwds={'second_stage': 'HC1'} (or 'nonrobust', 'HC0'-'HC3', 'cluster')."
+            )
+        cov_kwds = {} if cov_kwds is None else dict(cov_kwds)
+        unknown = sorted(set(cov_kwds) - set(COV_KWDS[cov_type]))
+        if unknown:
+            raise ValueError(
+                f"Unknown cov_kwds {unknown} for cov_type={cov_type!r}; allowed keys are "
+                f"{list(COV_KWDS[cov_type])}."
+            )
+        second = cov_kwds.get("second_stage", "nonrobust")
+        if second not in SECOND_STAGE_TYPES:
+            raise ValueError(
+                f"cov_kwds['second_stage'] must be one of {SECOND_STAGE_TYPES}; got {second!r}."
+            )
+        groups = cov_kwds.get("groups")
+        if (second == "cluster") != (groups is not None):
+            raise ValueError(
+                "cov_kwds['groups'] (cluster labels of the labeled rows) goes with "
+                "second_stage='cluster' and only with it: "
+                + ("pass groups=..." if groups is None else "set second_stage='cluster'") + "."
+            )
+        return cls(cov_type, second, groups, cov_kwds.get("pretrain_groups"))
+
+    @property
+    def statsmodels_cov_type(self) -> str:
+        return self.second_stage
+
+    def statsmodels_cov_kwds(self, groups) -> dict | None:
+        return {"groups": groups} if self.second_stage == "cluster" else None
+
+
+@dataclass(frozen=True)
+class VarianceParts:
+    """Fine-tuning, pre-training and overlap parts of a two-stage covariance."""
+
+    fine_tuning: np.ndarray
+    pretraining: np.ndarray
+    cross: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.fine_tuning + self.pretraining + self.cross
+
+
+@dataclass
+class TwoStageCovariance:
+    """Two-stage covariance engine for one fitted pipeline.
+
+    Parameters
+    ----------
+    representation : Representation
+        The fitted first stage (its pre-training rows are streamed).
+    jacobian : ndarray (d, q)
+        ``J = d beta_hat / d theta``.
+    cov_second : ndarray (d, d)
+        Second-stage covariance as statsmodels computes it.
+    second_influence : ndarray (n, d)
+        Per-row second-stage influence ``a*_j`` (contribution to ``beta_hat``); used
+        only for the overlap cross term.
+    pretrain_index : ndarray (n,) of int, optional
+        Row of ``X_pre`` for each labeled row, or -1.
+    groups, pretrain_groups : array_like, optional
+        Cluster labels of labeled and pre-training rows. With overlap, labels equal
+        across the two arrays denote the same cluster.
+    chunk_rows : int
+        Pre-training rows per streamed chunk.
+    """
+
+    representation: Representation
+    jacobian: np.ndarray
+    cov_second: np.ndarray
+    second_influence: np.ndarray
+    pretrain_index: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    pretrain_groups: np.ndarray | None = None
+    chunk_rows: int = 8192
+    _pre_codes: tuple | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        if self.pretrain_groups is not None:
+            codes, uniques = pd.factorize(np.asarray(self.pretrain_groups))
+            self._pre_codes = (codes, uniques)
+
+    def parts(self, L_beta: np.ndarray | None = None, L_theta: np.ndarray | None = None,
+              *, diag: bool = False) -> VarianceParts:
+        """Covariance parts of ``f = L_beta beta + L_theta theta`` (identity: beta itself).
+
+        Parameters
+        ----------
+        L_beta : ndarray (r, d), optional
+        L_theta : ndarray (r, q), optional
+        diag : bool
+            Return only the variances (r,) instead of (r, r) matrices.
+        """
+        d = self.jacobian.shape[0]
+        L_beta = np.eye(d) if L_beta is None else np.atleast_2d(L_beta)
+        K = L_beta @ self.jacobian
+        if L_theta is not None:
+            K = K + L_theta
+        if diag:
+            fine = np.einsum("ij,jk,ik->i", L_beta, self.cov_second, L_beta)
+        else:
+            fine = L_beta @ self.cov_second @ L_beta.T
+        pre, cross = self._pretraining_and_cross(K, L_beta, diag)
+        return VarianceParts(fine, pre, cross)
+
+    def _pretraining_and_cross(self, K, L_beta, diag):
+        rep = self.representation
+        m = rep.nobs_
+        r = K.shape[0]
+        overlap = self.pretrain_index is not None
+        A = self.second_influence @ L_beta.T if overlap else None
+        if self._pre_codes is not None:
+            codes, uniques = self._pre_codes
+            sums = np.zeros((len(uniques), r))
+            for start, stop, B in rep.influence_contract(K, chunk_rows=self.chunk_rows):
+                np.add.at(sums, codes[start:stop], B)
+            sums /= m
+            pre = (sums ** 2).sum(0) if diag else sums.T @ sums
+            cross = self._cluster_cross(A, sums, uniques, diag) if overlap else None
+        else:
+            pre = np.zeros(r) if diag else np.zeros((r, r))
+            cross_acc = np.zeros(r) if diag else np.zeros((r, r))
+            for start, stop, B in rep.influence_contract(K, chunk_rows=self.chunk_rows):
+                pre += (B ** 2).sum(0) if diag else B.T @ B
+                if overlap:
+                    sel = np.flatnonzero((self.pretrain_index >= start)
+                                         & (self.pretrain_index < stop))
+                    Bsel = B[self.pretrain_index[sel] - start] / m
+                    cross_acc += (A[sel] * Bsel).sum(0) if diag else A[sel].T @ Bsel
+            pre /= m ** 2
+            cross = (2 * cross_acc if diag else cross_acc + cross_acc.T) if overlap else None
+        if cross is None:
+            cross = np.zeros_like(pre)
+        return pre, cross
+
+    def _cluster_cross(self, A, pre_sums, pre_uniques, diag):
+        codes, uniques = pd.factorize(np.asarray(self.groups))
+        A_sums = np.zeros((len(uniques), A.shape[1]))
+        np.add.at(A_sums, codes, A)
+        pos = pd.Index(pre_uniques).get_indexer(uniques)
+        hit = pos >= 0
+        Ac, Bc = A_sums[hit], pre_sums[pos[hit]]
+        if diag:
+            return 2 * (Ac * Bc).sum(0)
+        acc = Ac.T @ Bc
+        return acc + acc.T

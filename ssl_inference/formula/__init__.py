@@ -1,0 +1,1 @@
+"""Formula interface: ``import ssl_inference.formula.api as smf``."""

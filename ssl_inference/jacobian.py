@@ -1,0 +1,69 @@
+"""First-stage Jacobian of the second-stage coefficients, by the implicit-function theorem."""
+from __future__ import annotations
+
+import numpy as np
+
+from .representations.base import Representation
+
+__all__ = ["coefficient_jacobian"]
+
+
+def coefficient_jacobian(representation: Representation, raw_features: np.ndarray,
+                         exog: np.ndarray, params: np.ndarray, rep_cols: np.ndarray,
+                         g: np.ndarray, g_prime: np.ndarray,
+                         hessian_inv: np.ndarray) -> np.ndarray:
+    r"""``J = d beta_hat / d theta`` (d x q) for a row loss ``rho(y, w'beta)``.
+
+    With ``g = d rho / d eta`` and ``g' = d g / d eta`` per row, the score derivative
+    is ``ds/dw = g I + w beta' g'`` (THEORY.md §3.1), so
+
+    .. math::
+
+        J v = -H^{-1} \sum_j \left[ g_j \frac{dw_j}{d\theta} v
+              + w_j g'_j \beta' \frac{dw_j}{d\theta} v \right],
+
+    ``H = sum_j g'_j w_j w_j'``. Only the representation columns of ``w_j`` depend on
+    ``theta``, so row r of J is the feature VJP with cotangents
+    ``c_{j,r} = -(g_j H^{-1}[r, rep] + g'_j (H^{-1} w_j)_r beta_rep)``: d VJPs in one
+    call, never the n x k x q Jacobian.
+
+    Parameters
+    ----------
+    representation : Representation
+        Fitted first stage.
+    raw_features : ndarray (n, p)
+        Raw inputs of the labeled rows.
+    exog : ndarray (n, d)
+        Second-stage design, learned features in columns ``rep_cols``.
+    params : ndarray (d,)
+        ``beta_hat``.
+    rep_cols : ndarray of int (k,)
+        Columns of ``exog`` holding the learned features, in feature order.
+    g, g_prime : ndarray (n,)
+        First and second derivative of the row loss in the linear predictor (for
+        (weighted) least squares ``g = -wt * resid`` and ``g' = wt``).
+    hessian_inv : ndarray (d, d)
+        ``H^{-1}`` on the sum scale (``normalized_cov_params`` for OLS/WLS).
+
+    Returns
+    -------
+    ndarray (d, q)
+
+    Examples
+    --------
+    >>> import numpy as np, ssl_inference as ssi
+    >>> rng = np.random.default_rng(0)
+    >>> rep = ssi.PCA(1).fit(rng.normal(size=(200, 3)) * [2.0, 1.0, 0.5])
+    >>> X = rng.normal(size=(50, 3)); W = np.column_stack([np.ones(50), rep.transform(X)])
+    >>> y = W @ [1.0, 2.0] + rng.normal(size=50)
+    >>> beta = np.linalg.lstsq(W, y, rcond=None)[0]
+    >>> J = coefficient_jacobian(rep, X, W, beta, np.array([1]), -(y - W @ beta),
+    ...                          np.ones(50), np.linalg.inv(W.T @ W))
+    >>> J.shape
+    (2, 6)
+    """
+    beta_rep = params[rep_cols]
+    HW = exog @ hessian_inv  # row j: (H^-1 w_j)'
+    C = -(g[:, None, None] * hessian_inv[:, rep_cols].T[None, :, :]
+          + (g_prime[:, None] * HW)[:, None, :] * beta_rep[None, :, None])
+    return representation.feature_vjp(raw_features, C).T

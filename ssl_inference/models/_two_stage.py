@@ -1,0 +1,235 @@
+"""The shared two-stage model mixin: attach a representation, fit, linearise.
+
+A model built without a representation behaves exactly like its statsmodels parent
+(statsmodels re-instantiates models internally, e.g. for ``llnull``); with one, the
+learned features are appended to the design and ``fit`` returns a two-stage result.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from statsmodels.formula.formulatools import advance_eval_env
+
+from .._validation import as_float_matrix
+from ..covariance import CovarianceSpec, TwoStageCovariance
+from ..jacobian import coefficient_jacobian
+from ._inputs import (align_rows, check_pretrain_index, check_representation,
+                      drop_missing_rows)
+
+TWO_STAGE_DOC = """
+    representation : Representation, optional
+        A fitted first stage (e.g. ``ssi.PCA(3).fit(X_pre)``). Its features are
+        appended to the design as the last columns. Without it the model is the plain
+        statsmodels model.
+    features : array_like (n, p), or list of str with formulas
+        Raw inputs of the labeled rows that the representation maps to features; with
+        ``from_formula``, the names of those columns in ``data``.
+    pretrain_index : array_like of int (n,), optional
+        Overlap: for each labeled row its row in ``X_pre``, or -1 when it is not a
+        pre-training row. Omit for independent samples.
+"""
+
+
+def _reject_orphans(features, pretrain_index) -> None:
+    if features is not None or pretrain_index is not None:
+        raise TypeError(
+            "features= and pretrain_index= describe the first stage and need "
+            "representation= (a fitted representation)."
+        )
+
+
+class TwoStageModelMixin:
+    """Mixin for statsmodels models whose design contains learned features.
+
+    Subclasses provide ``_loss_derivatives(results)`` returning ``(g, g_prime,
+    hessian_inv)`` of their row loss (see :func:`ssl_inference.jacobian.coefficient_jacobian`)
+    and ``_results_class``, a two-stage results class with ``from_statsmodels``.
+    """
+
+    representation = None
+    features = None
+    feature_columns = None
+    pretrain_index = None
+
+    # ------------------------------------------------------------ construction
+    def _array_inputs(self, endog, exog, representation, features, pretrain_index,
+                      missing, rowwise: dict):
+        """Validate array inputs, drop missing rows, append features to ``exog``."""
+        rep = check_representation(representation)
+        if features is None:
+            raise ValueError("representation= needs features=: the raw inputs (n, p) of the "
+                             "labeled rows.")
+        raw = rep._validate_rows(features, "features", allow_nan=(missing == "drop"))
+        n_input = raw.shape[0]
+        if exog is None or len(exog) != n_input or len(endog) != n_input:
+            raise ValueError(
+                f"features has {n_input} rows but endog/exog have "
+                f"{len(endog)}/{'no' if exog is None else len(exog)} rows; pass exog "
+                "(e.g. a constant column) and one row of features per labeled row."
+            )
+        pidx = None if pretrain_index is None else check_pretrain_index(
+            pretrain_index, n_input, rep.nobs_)
+        endog, exog, raw, rowwise, positions = drop_missing_rows(missing, endog, exog, raw,
+                                                                 rowwise)
+        names = list(rep.get_feature_names_out())
+        phi = rep._transform(raw)
+        if isinstance(exog, pd.DataFrame):
+            clash = sorted(set(names) & set(map(str, exog.columns)))
+            if clash:
+                raise ValueError(f"exog already has columns {clash}; give the representation "
+                                 "another feature_prefix.")
+            exog = pd.concat([exog, pd.DataFrame(phi, index=exog.index, columns=names)], axis=1)
+        else:
+            exog_arr = np.asarray(exog, dtype=float)
+            exog = np.column_stack([exog_arr.reshape(len(exog_arr), -1), phi])
+        state = dict(representation=rep, raw=raw, positions=positions, n_input=n_input,
+                     pretrain_index=None if pidx is None else pidx[positions])
+        return endog, exog, rowwise, state
+
+    def _attach_two_stage(self, *, representation, raw, positions, n_input, pretrain_index,
+                          feature_columns=None) -> None:
+        names = list(representation.get_feature_names_out())
+        if not all(n in self.exog_names for n in names):
+            # array input: statsmodels named the appended feature columns x1, x2, ...
+            self.data.xnames = list(self.exog_names)[:-len(names)] + names
+        exog_names = list(self.exog_names)
+        rep_cols = np.array([exog_names.index(n) for n in names])
+        self.representation = representation
+        self.features = raw
+        self.feature_columns = feature_columns
+        self.feature_names = names
+        self.rep_cols = rep_cols
+        self.pretrain_index = pretrain_index
+        self._row_positions = positions
+        self._n_input_rows = n_input
+
+    @classmethod
+    def from_formula(cls, formula, data, subset=None, drop_cols=None, *args,
+                     representation=None, features=None, pretrain_index=None, **kwargs):
+        """Create a model from a formula; learned features are added to the design.
+
+        The formula names the outcome and ordinary covariates; the representation's
+        features (``representation.get_feature_names_out()``) are appended as terms.
+        """
+        if representation is None:
+            _reject_orphans(features, pretrain_index)
+            advance_eval_env(kwargs)
+            return super().from_formula(formula, data, subset, drop_cols, *args, **kwargs)
+        rep = check_representation(representation)
+        if not isinstance(data, pd.DataFrame):
+            raise TypeError("Formulas with a representation need data as a pandas DataFrame.")
+        cols = [features] if isinstance(features, str) else list(features or [])
+        if not cols:
+            raise ValueError("features= must name the raw columns of data that the "
+                             "representation maps, e.g. features=['x1', 'x2', ...].")
+        missing_cols = [c for c in cols if c not in data.columns]
+        if missing_cols:
+            raise ValueError(f"features names columns not in data: {missing_cols[:10]}.")
+        if not data.index.is_unique:
+            raise ValueError("data has a non-unique index; call data.reset_index(drop=True).")
+        if pretrain_index is not None:
+            pretrain_index = check_pretrain_index(pretrain_index, len(data), rep.nobs_)
+        if subset is not None:
+            keep = pd.Series(np.arange(len(data)), index=data.index).loc[subset].to_numpy()
+            data = data.iloc[keep]
+            pretrain_index = None if pretrain_index is None else pretrain_index[keep]
+        names = list(rep.get_feature_names_out())
+        clash = sorted(set(names) & set(map(str, data.columns)))
+        if clash:
+            raise ValueError(f"data already has columns {clash}; give the representation "
+                             "another feature_prefix.")
+        missing = kwargs.get("missing", "drop")
+        raw_all = rep._validate_rows(data[cols], "features", allow_nan=(missing == "drop"))
+        frame = data.copy()
+        complete = ~np.isnan(raw_all).any(axis=1)
+        if not complete.all() and missing != "drop":
+            raise ValueError(
+                f"{int((~complete).sum())} rows have NaN in the feature columns; use "
+                "missing='drop' (the formula default) or impute them."
+            )
+        phi = np.full((len(data), len(names)), np.nan)
+        phi[complete] = rep._transform(raw_all[complete])
+        for i, name in enumerate(names):
+            frame[name] = phi[:, i]
+        full_formula = f"{formula} + {' + '.join(names)}"
+        advance_eval_env(kwargs)
+        mod = super().from_formula(full_formula, frame, None, drop_cols, *args, **kwargs)
+        positions = frame.index.get_indexer(mod.data.row_labels)
+        mod._attach_two_stage(
+            representation=rep, raw=raw_all[positions], positions=positions,
+            n_input=len(frame), feature_columns=cols,
+            pretrain_index=None if pretrain_index is None else pretrain_index[positions])
+        return mod
+
+    # ---------------------------------------------------------------------- fit
+    def _fit_two_stage(self, fit_parent, cov_type, cov_kwds, use_t, fit_kwargs):
+        """Fit with statsmodels' second-stage covariance, then add the first stage."""
+        spec = CovarianceSpec.parse("two-stage" if cov_type is None else cov_type, cov_kwds)
+        frame = getattr(self.data, "frame", None)
+        groups = None if spec.groups is None else align_rows(
+            spec.groups, "groups", self._row_positions, self._n_input_rows, frame)
+        pre_groups = None
+        if spec.pretrain_groups is not None:
+            pre_groups = np.asarray(spec.pretrain_groups)
+            if pre_groups.ndim != 1 or pre_groups.shape[0] != self.representation.nobs_:
+                raise ValueError(
+                    f"pretrain_groups must have one label per pre-training row "
+                    f"({self.representation.nobs_}); got shape {pre_groups.shape}."
+                )
+        if self.pretrain_index is not None and (groups is None) != (pre_groups is None):
+            raise ValueError(
+                "With overlapping samples (pretrain_index) clustering must cover both "
+                "samples: pass groups (labeled rows) and pretrain_groups (X_pre rows) with "
+                "shared labels for shared clusters, or neither."
+            )
+        res = fit_parent(cov_type=spec.statsmodels_cov_type,
+                         cov_kwds=spec.statsmodels_cov_kwds(groups),
+                         use_t=use_t if spec.cov_type == "naive" else None, **fit_kwargs)
+        covariance = self._two_stage_covariance(res._results, groups, pre_groups)
+        return self._results_class.from_statsmodels(res, spec, covariance, use_t)
+
+    def _two_stage_covariance(self, results, groups, pretrain_groups) -> TwoStageCovariance:
+        g, g_prime, h_inv = self._loss_derivatives(results)
+        exog = np.asarray(self.exog, dtype=float)
+        J = coefficient_jacobian(self.representation, self.features, exog,
+                                 np.asarray(results.params), self.rep_cols, g, g_prime, h_inv)
+        second_influence = -(exog * g[:, None]) @ h_inv
+        return TwoStageCovariance(
+            representation=self.representation, jacobian=J,
+            cov_second=np.asarray(results.cov_params()), second_influence=second_influence,
+            pretrain_index=self.pretrain_index, groups=groups,
+            pretrain_groups=pretrain_groups)
+
+    def _new_design(self, exog, features, transform: bool = True):
+        """Design rows, raw features and row labels for new data (or the sample)."""
+        rep = self.representation
+        if exog is None and features is None:
+            return np.asarray(self.exog, dtype=float), self.features, None
+        if self.feature_columns is not None and transform:
+            from .._formula import design_for
+            if features is not None:
+                raise TypeError("For formula models the raw feature columns are read from the "
+                                "new data by name; do not pass features=.")
+            if isinstance(exog, dict):
+                exog = pd.DataFrame(exog)
+            if not isinstance(exog, pd.DataFrame):
+                raise TypeError("Predicting from a formula model needs a DataFrame of new "
+                                "rows with the formula's variables and the feature columns.")
+            missing_cols = [c for c in self.feature_columns if c not in exog.columns]
+            if missing_cols:
+                raise ValueError(f"New data lack feature columns {missing_cols[:10]}.")
+            raw = rep._validate_rows(exog[self.feature_columns], "features")
+            frame = exog.copy()
+            for i, name in enumerate(self.feature_names):
+                frame[name] = rep._transform(raw)[:, i]
+            return design_for(self.data.model_spec, frame), raw, exog.index
+        if features is None:
+            raise ValueError("Pass the raw features of the new rows: features=... (n0, p).")
+        raw = rep._validate_rows(features, "features")
+        base = as_float_matrix(np.asarray(exog, dtype=float).reshape(raw.shape[0], -1), "exog")
+        expected = self.exog.shape[1] - len(self.rep_cols)
+        if base.shape[1] != expected:
+            raise ValueError(f"exog for prediction has {base.shape[1]} columns; the model's "
+                             f"covariates (without learned features) have {expected}.")
+        labels = exog.index if isinstance(exog, (pd.DataFrame, pd.Series)) else None
+        return np.column_stack([base, rep._transform(raw)]), raw, labels

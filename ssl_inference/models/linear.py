@@ -1,0 +1,120 @@
+"""Two-stage least squares second stages: OLS and WLS with learned features."""
+from __future__ import annotations
+
+import numpy as np
+import statsmodels.api as sm
+
+from ._two_stage import TWO_STAGE_DOC, TwoStageModelMixin, _reject_orphans
+
+__all__ = ["OLS", "WLS"]
+
+
+class _LeastSquaresMixin(TwoStageModelMixin):
+    def _loss_derivatives(self, results):
+        """Row loss ``wt (y - w'beta)^2 / 2``: ``g = -wt * resid``, ``g' = wt``, ``H = W'Omega W``."""
+        wt = np.broadcast_to(np.asarray(self.weights, dtype=float), self.endog.shape)
+        resid = self.endog - np.asarray(self.exog, dtype=float) @ np.asarray(results.params)
+        return -wt * resid, wt, np.asarray(results.normalized_cov_params)
+
+    def fit(self, method: str = "pinv", cov_type: str | None = None, cov_kwds: dict | None = None,
+            use_t: bool | None = None, **kwargs):
+        """Fit the second stage; two-stage covariance by default.
+
+        Parameters
+        ----------
+        method : {"pinv", "qr"}
+            As in statsmodels.
+        cov_type : {"two-stage", "naive"}
+            ``"two-stage"`` (default with a representation) adds the first-stage term to
+            the second-stage covariance; ``"naive"`` is exactly statsmodels.
+        cov_kwds : dict, optional
+            ``second_stage`` ("nonrobust", "HC0"-"HC3", "cluster"), ``groups`` (cluster
+            labels of the labeled rows, or a column name with formulas),
+            ``pretrain_groups`` (cluster labels of the pre-training rows).
+        use_t : bool, optional
+            t/F instead of normal/chi2 reference distributions. Default: statsmodels'
+            choice for "naive", normal for "two-stage" (the first-stage term is
+            asymptotic).
+        """
+        if self.representation is None:
+            return super().fit(method=method, cov_type=cov_type or "nonrobust",
+                               cov_kwds=cov_kwds, use_t=use_t, **kwargs)
+        if kwargs:
+            raise TypeError(f"fit() got unexpected keyword arguments {sorted(kwargs)}; "
+                            "accepted: method, cov_type, cov_kwds, use_t.")
+        parent = super().fit
+
+        def fit_parent(**kw):
+            return parent(method=method, **kw)
+
+        return self._fit_two_stage(fit_parent, cov_type, cov_kwds, use_t, {})
+
+
+class WLS(_LeastSquaresMixin, sm.WLS):
+    __doc__ = sm.WLS.__doc__.split("Attributes")[0].rstrip() + "\n" + TWO_STAGE_DOC + """
+    Examples
+    --------
+    >>> import numpy as np, ssl_inference as ssi
+    >>> rng = np.random.default_rng(0)
+    >>> X_pre = rng.normal(size=(2000, 4)) * [3.0, 2.0, 1.0, 0.5]
+    >>> rep = ssi.PCA(2).fit(X_pre)
+    >>> X = rng.normal(size=(300, 4)) * [3.0, 2.0, 1.0, 0.5]
+    >>> y = 1 + X[:, 0] + rng.normal(size=300)
+    >>> res = ssi.WLS(y, np.ones((300, 1)), weights=np.ones(300),
+    ...               representation=rep, features=X).fit()
+    >>> res.cov_type
+    'two-stage'
+"""
+
+    def __init__(self, endog, exog, weights=1.0, missing: str = "none", hasconst=None, *,
+                 representation=None, features=None, pretrain_index=None, **kwargs):
+        self._check_kwargs(kwargs, error=True)
+        if representation is None:
+            _reject_orphans(features, pretrain_index)
+            super().__init__(endog, exog, weights=weights, missing=missing, hasconst=hasconst,
+                             **kwargs)
+            return
+        endog, exog, rowwise, state = self._array_inputs(
+            endog, exog, representation, features, pretrain_index, missing,
+            {"weights": weights})
+        super().__init__(endog, exog, weights=rowwise["weights"], missing=missing,
+                         hasconst=hasconst, **kwargs)
+        self._attach_two_stage(**state)
+
+    @property
+    def _results_class(self):
+        from ..results import TwoStageRegressionResults
+        return TwoStageRegressionResults
+
+
+class OLS(_LeastSquaresMixin, sm.OLS):
+    __doc__ = sm.OLS.__doc__.split("Attributes")[0].rstrip() + "\n" + TWO_STAGE_DOC + """
+    Examples
+    --------
+    >>> import numpy as np, ssl_inference as ssi
+    >>> rng = np.random.default_rng(0)
+    >>> X_pre = rng.normal(size=(2000, 4)) * [3.0, 2.0, 1.0, 0.5]
+    >>> rep = ssi.PCA(2).fit(X_pre)
+    >>> X = rng.normal(size=(300, 4)) * [3.0, 2.0, 1.0, 0.5]
+    >>> y = 1 + X[:, 0] + rng.normal(size=300)
+    >>> res = ssi.OLS(y, np.ones((300, 1)), representation=rep, features=X).fit()
+    >>> bool(res.bse[0] > res.bse_naive[0])
+    True
+"""
+
+    def __init__(self, endog, exog=None, missing: str = "none", hasconst=None, *,
+                 representation=None, features=None, pretrain_index=None, **kwargs):
+        self._check_kwargs(kwargs, error=True)
+        if representation is None:
+            _reject_orphans(features, pretrain_index)
+            super().__init__(endog, exog, missing=missing, hasconst=hasconst, **kwargs)
+            return
+        endog, exog, _, state = self._array_inputs(
+            endog, exog, representation, features, pretrain_index, missing, {})
+        super().__init__(endog, exog, missing=missing, hasconst=hasconst, **kwargs)
+        self._attach_two_stage(**state)
+
+    @property
+    def _results_class(self):
+        from ..results import TwoStageOLSResults
+        return TwoStageOLSResults

@@ -1,0 +1,182 @@
+"""The representation protocol: what every first stage provides to second-stage inference.
+
+A representation is a feature map ``phi(x; theta)`` in R^k fitted on a pre-training
+sample ``X_pre`` (m rows). Second-stage inference needs four things from it
+(THEORY.md §3):
+
+* the features ``phi(x; theta_hat)`` (:meth:`Representation.transform`);
+* vector-Jacobian products ``sum_j (d phi_j / d theta)' c_j`` (:meth:`feature_vjp`),
+  so that no ``n x k x q`` Jacobian is ever formed;
+* the horizontal first-stage influence ``IF(x)`` with
+  ``theta_hat - theta* ~= (1/m) sum_i IF(x_i)`` (:meth:`influence`), delivered to
+  the covariance code as the streamed contraction ``IF(X_chunk) K'``
+  (:meth:`influence_contract`), so that neither an ``m x q`` array nor a ``q x q``
+  covariance is formed;
+* its symmetry group and the gauge convention that picks one representative of each
+  orbit (``symmetry_``, :attr:`gauge_convention`).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .._validation import as_float_matrix
+from ..exceptions import NotFittedError
+from ..symmetry import Group
+
+__all__ = ["Representation"]
+
+DEFAULT_CHUNK_ROWS = 8192
+
+
+class Representation(ABC):
+    """Base class of first-stage feature maps (scikit-learn style).
+
+    ``__init__`` stores hyper-parameters untouched, ``fit`` returns ``self`` and
+    sets trailing-underscore attributes:
+
+    Attributes
+    ----------
+    params_ : ndarray of shape (q,)
+        ``theta_hat`` in the reported gauge.
+    nobs_ : int
+        Number of pre-training rows ``m``.
+    symmetry_ : Group
+        The group under which the pre-training loss is invariant.
+    n_features_in_ : int
+        Number of raw input columns ``p``.
+    feature_names_in_ : ndarray of str
+        Raw column names, when ``fit`` saw a DataFrame with string column names.
+    pretrain_data_ : ndarray of shape (m, p)
+        Reference to the pre-training rows (needed for the first-stage influence).
+    """
+
+    #: How the fitted representative of each symmetry orbit is chosen.
+    gauge_convention: str = ""
+    #: Prefix of the output feature names.
+    feature_prefix: str = "f"
+
+    @abstractmethod
+    def fit(self, X, y=None) -> "Representation":
+        """Fit the representation on the pre-training rows ``X`` and return ``self``."""
+
+    @property
+    @abstractmethod
+    def n_features_out_(self) -> int:
+        """Number of learned features ``k``."""
+
+    @abstractmethod
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        """Features of validated raw rows ``X`` (n, p) at ``theta_hat``: (n, k)."""
+
+    @abstractmethod
+    def feature_vjp(self, X, C, *, per_row: bool = False) -> np.ndarray:
+        """Vector-Jacobian product of the feature map with respect to ``theta``.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, p)
+            Raw rows.
+        C : ndarray of shape (n, k, r), or (n, k) with ``per_row=True``
+            Cotangents, one k-vector per row and output.
+        per_row : bool
+            If False return ``sum_j (d phi(x_j)/d theta)' C[j, :, r]`` for each r, an
+            array of shape (q, r). If True return the per-row products
+            ``(d phi(x_j)/d theta)' C[j]`` as an array of shape (n, q).
+        """
+
+    @abstractmethod
+    def influence(self, X) -> np.ndarray:
+        """Horizontal first-stage influence ``IF(x)`` of the given rows, shape (n, q).
+
+        Scaled so that ``theta_hat - theta* ~= (1/m) sum_i IF(x_i)`` over the
+        pre-training rows; it has no component along the symmetry orbit.
+        """
+
+    # ------------------------------------------------------------------ shared
+    def influence_contract(
+        self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Stream ``B = IF(X_pre[start:stop]) K'`` over the pre-training rows.
+
+        Parameters
+        ----------
+        K : ndarray of shape (r, q)
+            Contraction (e.g. the first-stage Jacobian of the coefficients).
+        chunk_rows : int
+            Pre-training rows per chunk; memory is O(chunk_rows * (q + r)).
+
+        Yields
+        ------
+        start, stop : int
+            Row range of the chunk in ``pretrain_data_``.
+        B : ndarray of shape (stop - start, r)
+        """
+        self._check_fitted()
+        X = self.pretrain_data_
+        for start in range(0, X.shape[0], chunk_rows):
+            stop = min(start + chunk_rows, X.shape[0])
+            yield start, stop, self.influence(X[start:stop]) @ K.T
+
+    def transform(self, X):
+        """Learned features of raw rows ``X``.
+
+        Parameters
+        ----------
+        X : array_like or DataFrame of shape (n, p)
+
+        Returns
+        -------
+        ndarray or DataFrame of shape (n, k)
+            A DataFrame (same index, columns :meth:`get_feature_names_out`) when
+            ``X`` is a DataFrame.
+        """
+        arr = self._validate_rows(X, "X")
+        out = self._transform(arr)
+        if isinstance(X, pd.DataFrame):
+            return pd.DataFrame(out, index=X.index, columns=self.get_feature_names_out())
+        return out
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the learned features: ``feature_prefix`` followed by 0..k-1."""
+        self._check_fitted()
+        return np.array([f"{self.feature_prefix}{i}" for i in range(self.n_features_out_)],
+                        dtype=object)
+
+    def _validate_rows(self, X, name: str, *, allow_nan: bool = False) -> np.ndarray:
+        self._check_fitted()
+        arr = as_float_matrix(X, name, allow_nan=allow_nan)
+        if arr.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{name} has {arr.shape[1]} columns but the representation was fitted on "
+                f"{self.n_features_in_} raw features (X_pre). Pass the same raw columns, in "
+                "the same order, that the representation was fitted on."
+            )
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and isinstance(X, pd.DataFrame):
+            given = np.asarray(X.columns, dtype=object)
+            if not np.array_equal(given, names):
+                raise ValueError(
+                    f"{name} columns {list(given)[:5]}... differ from the columns seen in fit "
+                    f"{list(names)[:5]}...; reorder or rename them to match X_pre."
+                )
+        return arr
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "params_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call .fit(X_pre) on the "
+                "pre-training rows before transforming data or using it in a model."
+            )
+
+    @staticmethod
+    def _record_input_names(est: "Representation", X) -> None:
+        if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
+            est.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        elif hasattr(est, "feature_names_in_"):
+            del est.feature_names_in_
+
+    symmetry_: Group

@@ -1,0 +1,249 @@
+"""Principal components of the pre-training covariance, with their influence functions."""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+
+from .._validation import as_float_matrix
+from ..exceptions import IdentificationWarning
+from ..symmetry import Orthogonal, SignFlips
+from .base import DEFAULT_CHUNK_ROWS, Representation
+
+__all__ = ["PCA"]
+
+
+class PCA(Representation):
+    r"""Principal component features learned on a pre-training sample.
+
+    ``theta = (mu, u_0, ..., u_{k-1})``: the mean and the top-k eigenvectors of the
+    pre-training covariance ``Sigma_hat = (1/m) sum_i (x_i - mu)(x_i - mu)'``.
+    Features are ``phi(x; theta) = U'(x - mu)``.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of components ``k``, with ``1 <= k < p``.
+    symmetry : {"sign", "rotation"}
+        ``"sign"``: the components themselves are the target (needs distinct
+        eigenvalues); the group is ``{+-1}^k``. ``"rotation"``: only the principal
+        subspace is the target; the group is ``O(k)`` and only horizontal
+        (out-of-subspace) influence terms are kept. Invariant results (covariates,
+        intercept, predictions, the joint test of the block) agree between the modes.
+    feature_prefix : str
+        Prefix of the feature names (``"pc"`` gives ``pc0, pc1, ...``).
+
+    Notes
+    -----
+    Influence functions (THEORY.md §4.1), with ``v = x - mu`` and all ``p``
+    eigenpairs ``(lambda_j, u_j)``:
+
+    .. math::
+
+        IF_\mu(x) = v, \qquad
+        IF_{u_l}(x) = \sum_{j \ne l} u_j \frac{(u_j'v)(v'u_l)}{\lambda_l - \lambda_j}
+
+    with the sum over all ``j != l`` in sign mode and over ``j >= k`` in rotation
+    mode (the within-subspace terms are vertical). Under Gaussian ``x`` their
+    covariance is Anderson's (1963) ``sum_{j != l} lambda_l lambda_j /
+    (lambda_l - lambda_j)^2 u_j u_j'``; the sandwich form used here does not assume
+    Gaussian fourth moments.
+
+    Gauge: components are ordered by decreasing eigenvalue, and each is signed so
+    that its entry of largest absolute value (the first, on ties) is positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import ssl_inference as ssi
+    >>> X_pre = np.random.default_rng(0).normal(size=(500, 4)) * [3.0, 2.0, 1.0, 0.5]
+    >>> rep = ssi.PCA(n_components=2).fit(X_pre)
+    >>> rep.transform(X_pre[:3]).shape
+    (3, 2)
+    >>> list(rep.get_feature_names_out())
+    ['pc0', 'pc1']
+    """
+
+    gauge_convention = ("components by decreasing eigenvalue; largest-|loading| "
+                        "entry positive")
+
+    def __init__(self, n_components: int, *, symmetry: Literal["sign", "rotation"] = "sign",
+                 feature_prefix: str = "pc"):
+        self.n_components = n_components
+        self.symmetry = symmetry
+        self.feature_prefix = feature_prefix
+
+    @property
+    def n_features_out_(self) -> int:
+        return int(self.n_components)
+
+    def fit(self, X, y=None) -> "PCA":
+        """Fit mean and eigenvectors on the pre-training rows ``X`` (m, p)."""
+        if self.symmetry not in ("sign", "rotation"):
+            raise ValueError(
+                f"symmetry must be 'sign' (components identified up to sign) or 'rotation' "
+                f"(only the subspace is identified); got {self.symmetry!r}."
+            )
+        arr = as_float_matrix(X, "X_pre")
+        m, p = arr.shape
+        k = self.n_components
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < p:
+            raise ValueError(
+                f"n_components must be an integer with 1 <= n_components < p = {p} "
+                f"(the number of raw features); got {k!r}. With k = p the features are a "
+                "rotation of the raw data and there is nothing to learn."
+            )
+        if m < 2:
+            raise ValueError(f"X_pre needs at least 2 rows to estimate a covariance; got {m}.")
+        mean = arr.mean(axis=0)
+        cov = np.zeros((p, p))
+        for start in range(0, m, DEFAULT_CHUNK_ROWS):
+            block = arr[start:start + DEFAULT_CHUNK_ROWS] - mean
+            cov += block.T @ block
+        cov /= m
+        evals, evecs = np.linalg.eigh(cov)
+        evals, evecs = evals[::-1].copy(), evecs[:, ::-1].copy()
+        pivot = np.argmax(np.abs(evecs), axis=0)
+        evecs *= np.sign(evecs[pivot, np.arange(p)])
+        if evals[k - 1] <= 1e-12 * max(evals[0], np.finfo(float).tiny):
+            raise ValueError(
+                f"X_pre has only {int(np.sum(evals > 1e-12 * evals[0]))} non-degenerate "
+                f"directions but n_components={k}; choose fewer components."
+            )
+        self._record_input_names(self, X)
+        self.n_features_in_ = p
+        self.nobs_ = m
+        self.mean_ = mean
+        self.eigenvalues_ = evals
+        self.eigenvectors_ = evecs
+        self.components_ = evecs[:, :k].T.copy()
+        self.explained_variance_ = evals[:k].copy()
+        self.params_ = np.concatenate([mean, self.components_.ravel()])
+        self.symmetry_ = SignFlips(k) if self.symmetry == "sign" else Orthogonal(k)
+        self.pretrain_data_ = arr
+        self._warn_if_unidentified()
+        return self
+
+    # ------------------------------------------------------------- identification
+    def _gap_weights(self) -> np.ndarray:
+        """``w[l, j] = 1 / (lambda_l - lambda_j)`` on the horizontal pairs, else 0 (k, p)."""
+        k, p = self.n_components, self.n_features_in_
+        lam = self.eigenvalues_
+        first = k if self.symmetry == "rotation" else 0
+        w = np.zeros((k, p))
+        for l in range(k):
+            j = np.array([j for j in range(first, p) if j != l])
+            gap = lam[l] - lam[j]
+            if np.any(gap == 0):
+                raise ValueError(
+                    f"Eigenvalue {l} of the pre-training covariance is exactly tied with "
+                    "another one, so its eigenvector has no influence function. Use "
+                    "symmetry='rotation' (if the tie is inside the top k) or another "
+                    "n_components (if it is at the cut-off)."
+                )
+            w[l, j] = 1.0 / gap
+        return w
+
+    def _warn_if_unidentified(self) -> None:
+        """Warn when an eigengap that the chosen mode needs is within 2 SE of zero."""
+        k = self.n_components
+        pairs = range(k) if self.symmetry == "sign" else [k - 1]
+        idx = max(pairs) + 2
+        scores = np.zeros((self.nobs_, idx))
+        sumsq = np.zeros(idx)
+        for start in range(0, self.nobs_, DEFAULT_CHUNK_ROWS):
+            s = (self.pretrain_data_[start:start + DEFAULT_CHUNK_ROWS] - self.mean_) \
+                @ self.eigenvectors_[:, :idx]
+            scores[start:start + s.shape[0]] = s ** 2
+            sumsq += (s ** 2).sum(axis=0)
+        lam = self.eigenvalues_
+        for j in pairs:
+            gap = lam[j] - lam[j + 1]
+            se_gap = np.std(scores[:, j] - scores[:, j + 1]) / np.sqrt(self.nobs_)
+            if gap < 2.0 * se_gap:
+                if j < k - 1:
+                    advice = (f"components {self.feature_prefix}{j} and "
+                              f"{self.feature_prefix}{j + 1} are not identified individually "
+                              "and their standard errors are unreliable. Invariant results "
+                              "(covariates, predictions, the joint block test) stay valid "
+                              "with PCA(..., symmetry='rotation').")
+                else:
+                    advice = (f"the {k}-dimensional principal subspace itself is not "
+                              "identified; choose n_components at a clear eigengap.")
+                warnings.warn(
+                    f"Eigenvalues {j} and {j + 1} of the pre-training covariance are nearly "
+                    f"tied ({lam[j]:.4g} vs {lam[j + 1]:.4g}; gap {gap:.3g} < 2 x its "
+                    f"standard error {se_gap:.3g}): {advice}",
+                    IdentificationWarning, stacklevel=3,
+                )
+
+    # ------------------------------------------------------------------ features
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        return (X - self.mean_) @ self.components_.T
+
+    def feature_vjp(self, X, C, *, per_row: bool = False) -> np.ndarray:
+        r"""Vector-Jacobian product of ``phi(x) = U'(x - mu)``.
+
+        ``d phi_l / d mu = -u_l'`` and ``d phi_l / d u_l = (x - mu)'``, so for
+        cotangents ``c_j``: the mu-part is ``-U' sum_j c_j`` and the ``u_l``-part is
+        ``sum_j c_{jl} (x_j - mu)``.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(1).normal(size=(50, 3)) * [2.0, 1.0, 0.5]
+        >>> rep = ssi.PCA(1).fit(X)
+        >>> rep.feature_vjp(X[:4], np.ones((4, 1, 2))).shape
+        (6, 2)
+        """
+        V = np.asarray(X, dtype=float) - self.mean_
+        C = np.asarray(C, dtype=float)
+        if per_row:
+            grad_mu = -(C @ self.components_)
+            grad_u = C[:, :, None] * V[:, None, :]
+            return np.hstack([grad_mu, grad_u.reshape(len(V), -1)])
+        grad_mu = -(self.components_.T @ C.sum(axis=0))
+        grad_u = np.einsum("nlr,np->lpr", C, V)
+        return np.vstack([grad_mu, grad_u.reshape(-1, C.shape[2])])
+
+    # ----------------------------------------------------------------- influence
+    def influence(self, X) -> np.ndarray:
+        """Per-row influence ``[IF_mu, IF_u0, ..., IF_u(k-1)]`` of rows ``X``, shape (n, q)."""
+        self._check_fitted()
+        V = np.asarray(X, dtype=float) - self.mean_
+        E = self.eigenvectors_
+        S = V @ E
+        w = self._gap_weights()
+        parts = [V] + [(S * S[:, [l]] * w[l]) @ E.T for l in range(self.n_components)]
+        return np.hstack(parts)
+
+    def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+                           ) -> Iterator[tuple[int, int, np.ndarray]]:
+        r"""Stream ``IF(X_pre[a:b]) K'`` without forming per-row influences.
+
+        With ``s = E'v`` (all eigen-scores), ``K_{u_l} IF_{u_l}(x) = s_l N_l v`` where
+        ``N_l = (K_{u_l} E) diag(w_l) E'`` and ``w_{lj} = 1/(lambda_l - lambda_j)`` on
+        the horizontal pairs. Hence one product ``X_chunk P`` with the
+        ``p x (k + r + k r)`` matrix ``P = [U, K_mu', N_0', ..., N_{k-1}']`` gives the
+        chunk: cost ``O(m p k r)``, memory ``O(chunk (k + 1) r)``.
+        """
+        self._check_fitted()
+        K = np.atleast_2d(np.asarray(K, dtype=float))
+        r = K.shape[0]
+        k, p = self.n_components, self.n_features_in_
+        E = self.eigenvectors_
+        w = self._gap_weights()
+        K_mu = K[:, :p]
+        K_u = K[:, p:].reshape(r, k, p)
+        N = [((K_u[:, l, :] @ E) * w[l]) @ E.T for l in range(k)]
+        P = np.hstack([self.components_.T, K_mu.T] + [n.T for n in N])
+        offset = self.mean_ @ P
+        X = self.pretrain_data_
+        for start in range(0, X.shape[0], chunk_rows):
+            stop = min(start + chunk_rows, X.shape[0])
+            T = X[start:stop] @ P - offset
+            s = T[:, :k]
+            B = T[:, k:k + r] + np.einsum("cl,clr->cr", s, T[:, k + r:].reshape(-1, k, r))
+            yield start, stop, B

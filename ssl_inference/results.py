@@ -1,0 +1,201 @@
+"""Two-stage results: statsmodels results whose default covariance includes the first stage."""
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import statsmodels.base.wrapper as wrap
+from statsmodels.regression.linear_model import (OLSResults, RegressionResults,
+                                                 RegressionResultsWrapper)
+
+from .covariance import CovarianceSpec, TwoStageCovariance, VarianceParts
+from .hypotheses import parse_constraints
+from .prediction import PredictionResults
+from .summary import extend_summary, extend_summary2
+
+__all__ = ["TwoStageResultsMixin", "TwoStageOLSResults", "TwoStageRegressionResults"]
+
+
+class TwoStageResultsMixin:
+    """Everything a two-stage result adds to its statsmodels parent.
+
+    ``cov_params()`` (and so ``bse``, ``tvalues``, ``pvalues``, ``conf_int``,
+    ``t_test``, ``wald_test``, ``summary``) is the two-stage covariance when
+    ``cov_type == "two-stage"`` and exactly statsmodels' with ``cov_type="naive"``.
+    """
+
+    _wrapper_class: type
+
+    @classmethod
+    def from_statsmodels(cls, sm_results, spec: CovarianceSpec,
+                         covariance: TwoStageCovariance, use_t: bool | None):
+        """Re-class a fitted statsmodels result and install the two-stage covariance."""
+        base = getattr(sm_results, "_results", sm_results)
+        obj = cls.__new__(cls)
+        obj.__dict__.update(base.__dict__)
+        obj._cov_naive = np.asarray(base.cov_params())
+        obj._spec = spec
+        obj._covariance = covariance
+        if spec.cov_type == "two-stage":
+            obj.cov_params_default = obj._parts.total
+            obj.cov_type = "two-stage"
+            obj.cov_kwds = {"description": (
+                "Two-stage standard errors: second-stage "
+                f"{spec.second_stage} covariance plus the first-stage "
+                f"({type(covariance.representation).__name__}, "
+                f"m={covariance.representation.nobs_}) term.")}
+            obj.use_t = bool(use_t) if use_t is not None else False
+        obj._cache = {}
+        return cls._wrapper_class(obj)
+
+    @cached_property
+    def _parts(self) -> VarianceParts:
+        return self._covariance.parts()
+
+    # ------------------------------------------------------------- covariance
+    def cov_params_naive(self) -> np.ndarray:
+        """The covariance plain statsmodels reports (first stage treated as known)."""
+        return self._cov_naive
+
+    @property
+    def bse_naive(self) -> np.ndarray:
+        """Standard errors plain statsmodels reports."""
+        return np.sqrt(np.diag(self._cov_naive))
+
+    @property
+    def first_stage_jacobian(self) -> np.ndarray:
+        """``J = d beta_hat / d theta`` (d x q)."""
+        return self._covariance.jacobian
+
+    def variance_decomposition(self) -> pd.DataFrame:
+        """Per coefficient: fine-tuning, pre-training and overlap parts of the variance.
+
+        Returns
+        -------
+        DataFrame
+            Columns ``fine_tuning``, ``pretraining``, ``overlap`` (cross term, zero for
+            independent samples), ``total`` and the shares ``fine_tuning_share``,
+            ``pretraining_share``.
+        """
+        p = self._parts
+        total = np.diag(p.total)
+        frame = pd.DataFrame({"fine_tuning": np.diag(p.fine_tuning),
+                              "pretraining": np.diag(p.pretraining),
+                              "overlap": np.diag(p.cross), "total": total},
+                             index=list(self.model.exog_names))
+        frame["fine_tuning_share"] = frame["fine_tuning"] / total
+        frame["pretraining_share"] = frame["pretraining"] / total
+        return frame
+
+    def get_robustcov_results(self, cov_type: str = "HC1", use_t: bool | None = None,
+                              **kwargs):
+        """Refit with another second-stage covariance, keeping this result's cov_type."""
+        groups = kwargs.pop("groups", None)
+        if kwargs:
+            raise TypeError(f"get_robustcov_results got unexpected keywords {sorted(kwargs)}.")
+        cov_kwds = dict(second_stage=cov_type)
+        if groups is not None:
+            cov_kwds["groups"] = groups
+        if self._spec.pretrain_groups is not None and self._spec.cov_type == "two-stage":
+            cov_kwds["pretrain_groups"] = self._spec.pretrain_groups
+        new = self.model.fit(cov_type=self._spec.cov_type, cov_kwds=cov_kwds, use_t=use_t)
+        return new._results
+
+    # ------------------------------------------------------------- hypotheses
+    def t_test(self, r_matrix, cov_p=None, use_t=None):
+        return super().t_test(parse_constraints(r_matrix, self.model.exog_names),
+                              cov_p=cov_p, use_t=use_t)
+
+    def f_test(self, r_matrix, cov_p=None, invcov=None):
+        return super().f_test(parse_constraints(r_matrix, self.model.exog_names),
+                              cov_p=cov_p, invcov=invcov)
+
+    def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None, df_constraints=None,
+                  scalar=True):
+        return super().wald_test(parse_constraints(r_matrix, self.model.exog_names),
+                                 cov_p=cov_p, invcov=invcov, use_f=use_f,
+                                 df_constraints=df_constraints, scalar=scalar)
+
+    # ------------------------------------------------------------- prediction
+    def predict(self, exog=None, transform=True, *args, features=None, **kwargs):
+        """Predicted means for new raw data (features computed by the representation)."""
+        if exog is None and features is None:
+            return super().predict(None, transform, *args, **kwargs)
+        design, _, labels = self.model._new_design(exog, features, transform)
+        pred = self.model.predict(self.params, design, *args, **kwargs)
+        return pred if labels is None else pd.Series(pred, index=labels)
+
+    def get_prediction(self, exog=None, transform=True, weights=None, row_labels=None, *,
+                       features=None):
+        r"""Predictions with the full two-stage delta method (THEORY.md §3.4).
+
+        For new raw rows the prediction ``w(x0; theta_hat)' beta_hat`` moves with
+        ``theta_hat`` through ``beta_hat`` and the new features, so its influence is
+        ``w0' a*_j`` from the labeled rows and ``(w0' J + beta_rep' d phi(x0)/d theta)
+        IF(x_i) / m`` from the pre-training rows.
+
+        Parameters
+        ----------
+        exog : DataFrame (formula models) or array (array models), optional
+            New rows; None for the estimation sample.
+        transform : bool
+            Apply the formula to ``exog`` (formula models).
+        weights : float or array, optional
+            Weights of new observations for observation intervals (WLS).
+        row_labels : sequence, optional
+            Index of the returned frame.
+        features : array_like (n0, p), optional
+            Raw features of the new rows (array models only).
+        """
+        design, raw, labels = self.model._new_design(exog, features, transform)
+        mean = design @ np.asarray(self.params)
+        if self.cov_type == "two-stage":
+            beta_rep = np.asarray(self.params)[self.model.rep_cols]
+            G = self.model.representation.feature_vjp(
+                raw, np.broadcast_to(beta_rep, (raw.shape[0], beta_rep.size)), per_row=True)
+            var = self._covariance.parts(design, G, diag=True).total
+        else:
+            var = np.einsum("ij,jk,ik->i", design, self._cov_naive, design)
+        in_sample = exog is None and features is None
+        if weights is None:
+            weights = self.model.weights if in_sample else 1.0
+        var_resid = self.scale / np.asarray(weights, dtype=float)
+        if row_labels is None:
+            row_labels = self.model.data.row_labels if in_sample else labels
+        df = self.df_resid if self.use_t else None
+        return PredictionResults(mean, var, var_resid, df=df, row_labels=row_labels)
+
+    # ---------------------------------------------------------------- summary
+    def summary(self, *args, **kwargs):
+        """statsmodels' summary plus a first-stage block and an SE-inflation table."""
+        return extend_summary(self, super().summary(*args, **kwargs))
+
+    def summary2(self, *args, **kwargs):
+        """statsmodels' summary2 plus the first-stage information and SE inflation."""
+        return extend_summary2(self, super().summary2(*args, **kwargs))
+
+
+class TwoStageRegressionResults(TwoStageResultsMixin, RegressionResults):
+    """Two-stage results of a WLS second stage."""
+
+
+class TwoStageOLSResults(TwoStageResultsMixin, OLSResults):
+    """Two-stage results of an OLS second stage."""
+
+
+class TwoStageRegressionResultsWrapper(RegressionResultsWrapper):
+    _attrs = {"bse_naive": "columns"}
+    _wrap_attrs = wrap.union_dicts(RegressionResultsWrapper._wrap_attrs, _attrs)
+    _methods = {"cov_params_naive": "cov"}
+    _wrap_methods = wrap.union_dicts(RegressionResultsWrapper._wrap_methods, _methods)
+
+
+class TwoStageOLSResultsWrapper(TwoStageRegressionResultsWrapper):
+    pass
+
+
+wrap.populate_wrapper(TwoStageRegressionResultsWrapper, TwoStageRegressionResults)
+wrap.populate_wrapper(TwoStageOLSResultsWrapper, TwoStageOLSResults)
+TwoStageRegressionResults._wrapper_class = TwoStageRegressionResultsWrapper
+TwoStageOLSResults._wrapper_class = TwoStageOLSResultsWrapper
