@@ -1,4 +1,4 @@
-"""Two-stage (Murphy-Topel) covariance of second-stage functionals.
+r"""Two-stage (Murphy-Topel) covariance of second-stage functionals.
 
 For functionals ``f = L_beta beta + L_theta theta`` the total influence is
 (THEORY.md §3.2-3.4)

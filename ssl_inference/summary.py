@@ -12,13 +12,13 @@ def first_stage_items(res) -> tuple[list, list]:
     overlap = model.pretrain_index
     n_overlap = "none" if overlap is None else str(int((overlap >= 0).sum()))
     left = [("First stage:", [type(rep).__name__]),
-            ("Pre-training rows m:", [str(rep.nobs_)]),
+            ("Pre-train rows m:", [str(rep.nobs_)]),
             ("Labeled rows n:", [str(int(res.nobs))]),
-            ("Learned features k:", [str(rep.n_features_out_)])]
-    right = [("Symmetry:", [str(rep.symmetry_)]),
+            ("Features k:", [str(rep.n_features_out_)])]
+    right = [("Symmetry group:", [rep.symmetry_.symbol]),
              ("Second-stage cov:", [res._spec.second_stage]),
              ("Overlapping rows:", [n_overlap]),
-             ("Pre-train clusters:", ["yes" if res._spec.pretrain_groups is not None
+             ("X_pre clustered:", ["yes" if res._spec.pretrain_groups is not None
                                       else "no"])]
     return left, right
 

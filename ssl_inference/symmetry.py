@@ -30,6 +30,11 @@ class Group:
         """Dimension of the orbit through a point (0 for finite groups)."""
         return 0
 
+    @property
+    def symbol(self) -> str:
+        """Short mathematical name, e.g. ``{+-1}^3`` or ``O(3)``."""
+        return self.name
+
     def __str__(self) -> str:
         return self.name
 
@@ -46,7 +51,11 @@ class SignFlips(Group):
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return f"sign flips {{+-1}}^{self.k}"
+        return f"sign flips {self.symbol}"
+
+    @property
+    def symbol(self) -> str:
+        return f"{{+-1}}^{self.k}"
 
 
 @dataclass(frozen=True)

@@ -148,20 +148,23 @@ class PCA(Representation):
 
     def _warn_if_unidentified(self) -> None:
         """Warn when an eigengap that the chosen mode needs is within 2 SE of zero."""
-        k = self.n_components
-        pairs = range(k) if self.symmetry == "sign" else [k - 1]
-        idx = max(pairs) + 2
-        scores = np.zeros((self.nobs_, idx))
-        sumsq = np.zeros(idx)
-        for start in range(0, self.nobs_, DEFAULT_CHUNK_ROWS):
-            s = (self.pretrain_data_[start:start + DEFAULT_CHUNK_ROWS] - self.mean_) \
-                @ self.eigenvectors_[:, :idx]
-            scores[start:start + s.shape[0]] = s ** 2
-            sumsq += (s ** 2).sum(axis=0)
+        k, m = self.n_components, self.nobs_
+        pairs = np.arange(k) if self.symmetry == "sign" else np.array([k - 1])
         lam = self.eigenvalues_
-        for j in pairs:
-            gap = lam[j] - lam[j + 1]
-            se_gap = np.std(scores[:, j] - scores[:, j + 1]) / np.sqrt(self.nobs_)
+        E = self.eigenvectors_[:, :pairs[-1] + 2]
+        gaps = lam[pairs] - lam[pairs + 1]
+        # Var(s_j^2 - s_{j+1}^2) over the rows (s = E'(x - mu)) in one streamed pass,
+        # O(chunk) memory; the mean of s_j^2 - s_{j+1}^2 is the gap, so deviations from
+        # it are summed (no cancellation in the one-pass variance)
+        dev_sum = np.zeros(pairs.size)
+        dev_sumsq = np.zeros(pairs.size)
+        for start in range(0, m, DEFAULT_CHUNK_ROWS):
+            sq = ((self.pretrain_data_[start:start + DEFAULT_CHUNK_ROWS] - self.mean_) @ E) ** 2
+            dev = sq[:, pairs] - sq[:, pairs + 1] - gaps
+            dev_sum += dev.sum(axis=0)
+            dev_sumsq += (dev ** 2).sum(axis=0)
+        se_gaps = np.sqrt(np.maximum(dev_sumsq / m - (dev_sum / m) ** 2, 0.0) / m)
+        for j, gap, se_gap in zip(pairs.tolist(), gaps, se_gaps):
             if gap < 2.0 * se_gap:
                 if j < k - 1:
                     advice = (f"components {self.feature_prefix}{j} and "
@@ -204,9 +207,11 @@ class PCA(Representation):
             grad_mu = -(C @ self.components_)
             grad_u = C[:, :, None] * V[:, None, :]
             return np.hstack([grad_mu, grad_u.reshape(len(V), -1)])
+        n, k, r = C.shape
         grad_mu = -(self.components_.T @ C.sum(axis=0))
-        grad_u = np.einsum("nlr,np->lpr", C, V)
-        return np.vstack([grad_mu, grad_u.reshape(-1, C.shape[2])])
+        # sum_j v_j c_{j,l,r} for all (l, r) as one BLAS product V' C: (p, k r)
+        grad_u = (V.T @ C.reshape(n, k * r)).reshape(-1, k, r).transpose(1, 0, 2)
+        return np.vstack([grad_mu, grad_u.reshape(-1, r)])
 
     # ----------------------------------------------------------------- influence
     def influence(self, X) -> np.ndarray:
