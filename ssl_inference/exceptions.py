@@ -4,7 +4,7 @@ Every message says what happened, why it matters statistically, and what to do.
 """
 from __future__ import annotations
 
-__all__ = ["NotFittedError", "IdentificationWarning", "ConvergenceWarning"]
+__all__ = ["NotFittedError", "IdentificationWarning"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -22,6 +22,3 @@ class IdentificationWarning(UserWarning):
     determined only up to rotation), Heywood cases and collapsed mixture components.
     """
 
-
-class ConvergenceWarning(UserWarning):
-    """An iterative first-stage fit stopped before its convergence criterion was met."""

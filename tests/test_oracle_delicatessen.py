@@ -34,6 +34,8 @@ import ssl_inference as ssi
 delicatessen = pytest.importorskip("delicatessen")
 from delicatessen import MEstimator  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("error::ssl_inference.IdentificationWarning")
+
 P, K, M, N = 5, 2, 300, 150
 N_OVERLAP = 60
 SCALES = np.array([3.0, 2.0, 1.3, 0.8, 0.5])

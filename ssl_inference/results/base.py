@@ -5,16 +5,13 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import statsmodels.base.wrapper as wrap
-from statsmodels.regression.linear_model import (OLSResults, RegressionResults,
-                                                 RegressionResultsWrapper)
 
-from .covariance import CovarianceSpec, TwoStageCovariance, VarianceParts
-from .hypotheses import parse_constraints
-from .prediction import PredictionResults
-from .summary import extend_summary, extend_summary2
+from ..covariance import CovarianceSpec, TwoStageCovariance, VarianceParts
+from ..hypotheses import parse_constraints
+from ..prediction import PredictionResults
+from ..summary import extend_summary, extend_summary2
 
-__all__ = ["TwoStageResultsMixin", "TwoStageOLSResults", "TwoStageRegressionResults"]
+__all__ = ["TwoStageResultsMixin"]
 
 
 class TwoStageResultsMixin:
@@ -174,28 +171,3 @@ class TwoStageResultsMixin:
     def summary2(self, *args, **kwargs):
         """statsmodels' summary2 plus the first-stage information and SE inflation."""
         return extend_summary2(self, super().summary2(*args, **kwargs))
-
-
-class TwoStageRegressionResults(TwoStageResultsMixin, RegressionResults):
-    """Two-stage results of a WLS second stage."""
-
-
-class TwoStageOLSResults(TwoStageResultsMixin, OLSResults):
-    """Two-stage results of an OLS second stage."""
-
-
-class TwoStageRegressionResultsWrapper(RegressionResultsWrapper):
-    _attrs = {"bse_naive": "columns"}
-    _wrap_attrs = wrap.union_dicts(RegressionResultsWrapper._wrap_attrs, _attrs)
-    _methods = {"cov_params_naive": "cov"}
-    _wrap_methods = wrap.union_dicts(RegressionResultsWrapper._wrap_methods, _methods)
-
-
-class TwoStageOLSResultsWrapper(TwoStageRegressionResultsWrapper):
-    pass
-
-
-wrap.populate_wrapper(TwoStageRegressionResultsWrapper, TwoStageRegressionResults)
-wrap.populate_wrapper(TwoStageOLSResultsWrapper, TwoStageOLSResults)
-TwoStageRegressionResults._wrapper_class = TwoStageRegressionResultsWrapper
-TwoStageOLSResults._wrapper_class = TwoStageOLSResultsWrapper

@@ -1,0 +1,87 @@
+"""Reduced, seeded run of ``benchmarks/coverage_pca_ols.py`` (PCA first stage, OLS second).
+
+The simulation code is imported from the benchmark module (not copied). Two
+configurations where the first stage matters:
+
+* Gaussian x, n = m = 1000 (n/m = 1), nonrobust second stage;
+* multivariate t(5) x, n = 4000, m = 400 (n/m = 10), nonrobust and HC1.
+
+Band: with R replications, the Monte Carlo SE of a coverage of 95% is
+``sqrt(0.95 * 0.05 / R)`` (0.69 points at R = 1000); the two-stage coverage of every
+target must lie within 3 MC SE of 95% ([92.93%, 97.07%]). A correct implementation
+fails a single check with probability ~0.3% (the run is seeded, so the outcome is
+fixed); an SE that is off by 10% in either direction moves coverage by ~2 points and
+would typically fail. The naive (first stage treated as known) coverage must be *below*
+the band for the targets whose variance is dominated by the first stage.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ssl_inference as ssi
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage_pca_ols.py"
+REPS = 1000
+MC_SE = np.sqrt(0.95 * 0.05 / REPS)
+BAND = (0.95 - 3 * MC_SE, 0.95 + 3 * MC_SE)
+
+
+def _load_benchmark():
+    name = "coverage_pca_ols"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark()
+
+
+def _check(df, naive_below):
+    ok = df["coverage_two_stage"].between(*BAND)
+    assert ok.all(), (
+        f"two-stage coverage outside [{BAND[0]:.4f}, {BAND[1]:.4f}]:\n"
+        + df.loc[~ok, ["second_stage", "target", "coverage_two_stage", "sd_est",
+                       "mean_se_two_stage"]].to_string())
+    low = df[df["target"].isin(naive_below)]
+    assert (low["coverage_naive"] < BAND[0]).all(), (
+        "naive coverage should be below the band where the first stage matters:\n"
+        + low[["second_stage", "target", "coverage_naive"]].to_string())
+
+
+def test_design_targets_are_in_the_package_gauge():
+    """The population eigenvectors are signed like PCA's gauge and a huge sample finds them."""
+    design = bench.Design()
+    E = design.E
+    np.testing.assert_allclose(E.T @ E, np.eye(bench.P), atol=1e-12)
+    assert np.array_equal(bench.gauge_sign(E), E)
+    rng = np.random.default_rng(123)
+    for law in bench.LAWS:
+        rep = ssi.PCA(bench.K).fit(design.draw_x(rng, 200_000, law))
+        np.testing.assert_allclose(rep.components_, design.U.T, atol=0.03)
+        np.testing.assert_allclose(rep.explained_variance_, bench.EIGENVALUES[:bench.K],
+                                   rtol=0.05)
+
+
+def test_coverage_gaussian_n_equals_m():
+    df = bench.simulate(1000, 1000, "gaussian", REPS, seed=[2026, 1])
+    assert df["identification_warning_rate"].max() == 0
+    _check(df, naive_below=("const", "pc0", "pc1"))
+
+
+def test_coverage_t5_m_much_smaller_than_n():
+    df = bench.simulate(4000, 400, "t5", REPS, seed=[2026, 2],
+                        second_stages=("nonrobust", "HC1"))
+    _check(df, naive_below=bench.TARGETS)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
