@@ -4,7 +4,7 @@ Every message says what happened, why it matters statistically, and what to do.
 """
 from __future__ import annotations
 
-__all__ = ["NotFittedError", "IdentificationWarning"]
+__all__ = ["NotFittedError", "IdentificationWarning", "NonInvariantHypothesisError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -22,3 +22,12 @@ class IdentificationWarning(UserWarning):
     determined only up to rotation), Heywood cases and collapsed mixture components.
     """
 
+
+class NonInvariantHypothesisError(ValueError):
+    """A hypothesis on learned-feature coefficients has no gauge-free meaning.
+
+    The representation is identified only up to its symmetry group, and the
+    hypothesis is not mapped to itself by that group: another, equally good fit of the
+    first stage would change whether it holds. The message lists invariant
+    alternatives; ``allow_gauge=True`` tests in the reported gauge anyway.
+    """

@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 from statsmodels.iolib.table import SimpleTable
 
+from .invariance import gauge_dependent_columns
+
 
 def first_stage_items(res) -> tuple[list, list]:
     """Left and right (label, [value]) rows describing the first stage."""
@@ -43,8 +45,29 @@ def notes(res) -> list[str]:
     return lines
 
 
+def _blank_gauge_dependent_rows(res, params_table) -> list[str]:
+    """Hide t, p and interval of coefficients whose single test is not invariant."""
+    names = [res.model.exog_names[c] for c in gauge_dependent_columns(res)]
+    for row in params_table:
+        if row[0].data in names:
+            row[0].data = f"{row[0].data}*"
+            for cell in row[3:]:
+                cell.data = "--"
+    return names
+
+
+def invariant_tests_table(res) -> SimpleTable:
+    frame = res.invariant_tests()
+    data = [[f"{r.statistic:.4g}", str(r.df), f"{r.pvalue:.4g}", r.distribution]
+            for r in frame.itertuples()]
+    return SimpleTable(data, headers=["statistic", "df", "p-value", "dist"],
+                       stubs=list(frame.index),
+                       title=f"Invariant tests (symmetry {res.model.representation.symmetry_})")
+
+
 def extend_summary(res, smry):
-    """Add the first-stage block (under the header) and the SE-inflation table."""
+    """Add the first-stage block, invariant tests, SE inflation; hide gauge-dependent t/p."""
+    hidden = _blank_gauge_dependent_rows(res, smry.tables[1])
     left, right = first_stage_items(res)
     smry.add_table_2cols(res, gleft=left, gright=right, title="")
     smry.tables.insert(1, smry.tables.pop())
@@ -52,17 +75,34 @@ def extend_summary(res, smry):
     data = [[f"{v:.4g}" for v in row] for row in frame.to_numpy()]
     smry.tables.append(SimpleTable(data, headers=list(frame.columns), stubs=list(frame.index),
                                    title="Standard errors: two-stage vs naive"))
+    smry.tables.append(invariant_tests_table(res))
     existing = smry.extra_txt.splitlines() if smry.extra_txt else []
     offset = sum(1 for line in existing if line.startswith("["))
-    smry.add_extra_txt(existing + [f"[{offset + i + 1}] {line}"
-                                   for i, line in enumerate(notes(res))])
+    extra = notes(res)
+    if hidden:
+        extra.append(f"{', '.join(n + '*' for n in hidden)}: coefficients in the reported gauge "
+                     f"of {res.model.representation.symmetry_.name}; individually they have no "
+                     "gauge-free meaning, so t, p and intervals are not shown. Use the "
+                     "invariant tests.")
+    smry.add_extra_txt(existing + [f"[{offset + i + 1}] {line}" for i, line in enumerate(extra)])
     return smry
 
 
 def extend_summary2(res, smry):
+    names = [res.model.exog_names[c] for c in gauge_dependent_columns(res)]
+    if names:
+        params = smry.tables[1]
+        hidden = params.columns[2:]
+        params[hidden] = params[hidden].astype(object)
+        params.loc[names, hidden] = "--"
+        params.rename(index={n: f"{n}*" for n in names}, inplace=True)
     left, right = first_stage_items(res)
     smry.add_dict({label: value[0] for label, value in left + right})
     smry.add_df(inflation_frame(res))
+    smry.add_df(res.invariant_tests())
+    if names:
+        smry.add_text(f"{', '.join(n + '*' for n in names)}: gauge-dependent coefficients "
+                      "(no t, p or interval); use the invariant tests.")
     for line in notes(res):
         smry.add_text(line)
     return smry

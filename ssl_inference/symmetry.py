@@ -1,19 +1,31 @@
-"""Symmetry groups of learned representations.
+r"""Symmetry groups of learned representations and invariance of linear hypotheses.
 
 A representation is identified only up to a group ``G`` acting on its parameters; the
-features move by an orthogonal matrix ``rho(g)`` (THEORY.md §2). This module names the
-groups; the invariant-inference machinery builds on them.
+learned features move by an orthogonal matrix, ``phi(x; g.theta) = rho(g) phi(x; theta)``
+(THEORY.md §2). The second-stage coefficients then move by
+
+.. math:: T_g = \mathrm{blockdiag}(I, \rho(g)),
+
+identity on intercept and covariates, ``rho(g)`` on the representation block. A linear
+hypothesis ``R beta = r`` has a gauge-free meaning only if its solution set is mapped to
+itself by every ``T_g`` (:meth:`Group.is_invariant`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
-__all__ = ["Group", "SignFlips", "Orthogonal"]
+import numpy as np
+
+__all__ = ["Group", "Trivial", "SignFlips", "Orthogonal", "Permutations"]
 
 
 @dataclass(frozen=True)
 class Group:
-    """A symmetry group acting on ``k`` learned features.
+    """A compact group acting orthogonally on ``k`` learned features.
+
+    Subclasses define :meth:`rho`, :meth:`generators` (a finite set that, with the Lie
+    algebra, determines invariance), :meth:`sample` (Haar) and :meth:`lie_algebra`.
 
     Attributes
     ----------
@@ -23,20 +35,133 @@ class Group:
 
     k: int
 
-    name = "group"
+    @property
+    def name(self) -> str:
+        return self.symbol
+
+    @property
+    def symbol(self) -> str:
+        """Short mathematical name, e.g. ``{+-1}^3`` or ``O(3)``."""
+        raise NotImplementedError
 
     @property
     def vertical_dim(self) -> int:
         """Dimension of the orbit through a point (0 for finite groups)."""
         return 0
 
-    @property
-    def symbol(self) -> str:
-        """Short mathematical name, e.g. ``{+-1}^3`` or ``O(3)``."""
-        return self.name
-
     def __str__(self) -> str:
         return self.name
+
+    # -------------------------------------------------------------- the action
+    def rho(self, g) -> np.ndarray:
+        """The orthogonal ``k x k`` matrix by which element ``g`` moves the features."""
+        raise NotImplementedError
+
+    def generators(self) -> list:
+        """Elements whose action (with the Lie algebra) decides invariance."""
+        raise NotImplementedError
+
+    def sample(self, rng: np.random.Generator):
+        """A Haar-random element."""
+        raise NotImplementedError
+
+    def lie_algebra(self) -> list[np.ndarray]:
+        """Basis of the Lie algebra as ``k x k`` matrices (empty for finite groups)."""
+        return []
+
+    def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
+        """Tests with a gauge-free meaning, as (label, R) with R over the k features.
+
+        Always the whole block jointly zero; subclasses add what their group allows.
+        """
+        names = list(names)
+        return [(" = ".join(names) + " = 0", np.eye(self.k))]
+
+    def coefficient_matrix(self, g, n_params: int, rep_cols) -> np.ndarray:
+        """``T_g``: identity on non-representation coefficients, ``rho(g)`` on ``rep_cols``."""
+        T = np.eye(n_params)
+        cols = np.asarray(rep_cols)
+        T[np.ix_(cols, cols)] = self.rho(g)
+        return T
+
+    # ------------------------------------------------------------- invariance
+    def is_invariant(self, R, r=None, *, rep_cols, n_params: int | None = None,
+                     tol: float = 1e-9) -> bool:
+        r"""Whether ``{beta : R beta = r}`` is mapped to itself by every ``T_g``.
+
+        For each generator (and, for continuous groups, each Lie-algebra direction
+        ``A``): ``rowspace(R T) = rowspace(R)`` and ``R T beta_0 = r`` at the particular
+        solution ``beta_0 = R^+ r`` (for ``A``: ``rowspace(R A) ⊆ rowspace(R)`` and
+        ``R A beta_0 = 0``). Generators of ``O(k)`` include a reflection, so with the
+        Lie algebra both components of the group are covered.
+
+        Parameters
+        ----------
+        R : array_like (J, d)
+        r : array_like (J,), optional
+            Right-hand side (zeros by default).
+        rep_cols : sequence of int
+            Coefficient positions of the learned features, in feature order.
+        n_params : int, optional
+            ``d``; defaults to ``R.shape[1]``.
+
+        Examples
+        --------
+        >>> G = SignFlips(2)
+        >>> G.is_invariant([[0, 1, 0]], rep_cols=[1, 2])        # pc0 = 0
+        True
+        >>> G.is_invariant([[0, 1, -1]], rep_cols=[1, 2])       # pc0 = pc1
+        False
+        """
+        R = np.atleast_2d(np.asarray(R, dtype=float))
+        d = R.shape[1] if n_params is None else n_params
+        r = np.zeros(R.shape[0]) if r is None else np.asarray(r, dtype=float).ravel()
+        beta0 = np.linalg.pinv(R) @ r
+        rank = np.linalg.matrix_rank(R, tol=tol * max(1.0, np.abs(R).max()))
+
+        def preserves(M, affine_shift):
+            RM = R @ M
+            stacked = np.vstack([R, RM])
+            same_space = np.linalg.matrix_rank(stacked,
+                                               tol=tol * max(1.0, np.abs(stacked).max())) == rank
+            return same_space and np.allclose(RM @ beta0, affine_shift, atol=tol * (
+                1.0 + np.abs(r).max(initial=0.0)))
+
+        for g in self.generators():
+            if not preserves(self.coefficient_matrix(g, d, rep_cols), r):
+                return False
+        cols = np.asarray(rep_cols)
+        for A in self.lie_algebra():
+            M = np.zeros((d, d))
+            M[np.ix_(cols, cols)] = A
+            if not preserves(M, np.zeros_like(r)):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Trivial(Group):
+    """No symmetry: every hypothesis is invariant.
+
+    >>> Trivial(2).is_invariant([[0, 1, -1]], rep_cols=[1, 2])
+    True
+    """
+
+    @property
+    def symbol(self) -> str:
+        return "trivial"
+
+    def rho(self, g) -> np.ndarray:
+        return np.eye(self.k)
+
+    def generators(self) -> list:
+        return []
+
+    def sample(self, rng):
+        return None
+
+    def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
+        return super().invariant_hypotheses(names) + _per_feature(names)
 
 
 @dataclass(frozen=True)
@@ -47,15 +172,31 @@ class SignFlips(Group):
     --------
     >>> str(SignFlips(3))
     'sign flips {+-1}^3'
+    >>> SignFlips(2).rho(np.array([1, -1]))
+    array([[ 1.,  0.],
+           [ 0., -1.]])
     """
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return f"sign flips {self.symbol}"
 
     @property
     def symbol(self) -> str:
         return f"{{+-1}}^{self.k}"
+
+    def rho(self, g) -> np.ndarray:
+        return np.diag(np.asarray(g, dtype=float))
+
+    def generators(self) -> list:
+        return [np.where(np.arange(self.k) == i, -1.0, 1.0) for i in range(self.k)]
+
+    def sample(self, rng):
+        return rng.choice([-1.0, 1.0], size=self.k)
+
+    def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
+        """The joint block, and each component alone (a sign flip keeps ``beta_i = 0``)."""
+        return super().invariant_hypotheses(names) + _per_feature(names)
 
 
 @dataclass(frozen=True)
@@ -69,12 +210,118 @@ class Orthogonal(Group):
     --------
     >>> Orthogonal(3).vertical_dim
     3
+    >>> Q = Orthogonal(3).sample(np.random.default_rng(0))
+    >>> bool(np.allclose(Q.T @ Q, np.eye(3)))
+    True
     """
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
+        return f"rotations {self.symbol}"
+
+    @property
+    def symbol(self) -> str:
         return f"O({self.k})"
 
     @property
     def vertical_dim(self) -> int:
         return self.k * (self.k - 1) // 2
+
+    def rho(self, g) -> np.ndarray:
+        return np.asarray(g, dtype=float)
+
+    def generators(self) -> list:
+        reflection = np.eye(self.k)
+        reflection[0, 0] = -1.0
+        return [reflection]
+
+    def sample(self, rng):
+        """Haar draw: QR of a Gaussian matrix with the signs of R's diagonal fixed."""
+        Q, Rm = np.linalg.qr(rng.normal(size=(self.k, self.k)))
+        return Q * np.sign(np.diag(Rm))
+
+    def lie_algebra(self) -> list[np.ndarray]:
+        basis = []
+        for i, j in combinations(range(self.k), 2):
+            A = np.zeros((self.k, self.k))
+            A[i, j], A[j, i] = 1.0, -1.0
+            basis.append(A)
+        return basis
+
+
+@dataclass(frozen=True)
+class Permutations(Group):
+    """Label permutations ``S_K`` of ``K`` blocks of ``block_size`` features each.
+
+    ``rho(g)`` permutes whole blocks: block ``i`` of the new features is block
+    ``g[i]`` of the old ones. ``k = K * block_size``.
+
+    Parameters
+    ----------
+    n_blocks : int
+        ``K``, the number of components whose labels are arbitrary.
+    block_size : int
+        Features per component.
+
+    Examples
+    --------
+    >>> G = Permutations(3)
+    >>> G.is_invariant([[1, -1, 0], [0, 1, -1]], rep_cols=[0, 1, 2])   # all equal
+    True
+    >>> G.is_invariant([[1, 0, 0]], rep_cols=[0, 1, 2])                 # first = 0
+    False
+    """
+
+    k: int = 0
+    n_blocks: int = 1
+    block_size: int = 1
+
+    def __init__(self, n_blocks: int, block_size: int = 1):
+        object.__setattr__(self, "n_blocks", int(n_blocks))
+        object.__setattr__(self, "block_size", int(block_size))
+        object.__setattr__(self, "k", int(n_blocks) * int(block_size))
+
+    @property
+    def name(self) -> str:
+        return f"label permutations {self.symbol}"
+
+    @property
+    def symbol(self) -> str:
+        return f"S_{self.n_blocks}"
+
+    def rho(self, g) -> np.ndarray:
+        perm = np.asarray(g, dtype=int)
+        P = np.zeros((self.n_blocks, self.n_blocks))
+        P[np.arange(self.n_blocks), perm] = 1.0
+        return np.kron(P, np.eye(self.block_size))
+
+    def generators(self) -> list:
+        if self.n_blocks < 2:
+            return []
+        swap = np.arange(self.n_blocks)
+        swap[[0, 1]] = [1, 0]
+        cycle = np.roll(np.arange(self.n_blocks), -1)
+        return [swap, cycle]
+
+    def sample(self, rng):
+        return rng.permutation(self.n_blocks)
+
+    def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
+        """The joint block, and "all components have equal effects"."""
+        out = super().invariant_hypotheses(names)
+        if self.n_blocks < 2:
+            return out
+        names = list(names)
+        b = self.block_size
+        D = np.zeros(((self.n_blocks - 1) * b, self.k))
+        for i in range(self.n_blocks - 1):
+            for f in range(b):
+                D[i * b + f, i * b + f], D[i * b + f, (i + 1) * b + f] = 1.0, -1.0
+        label = (" = ".join(names[::b]) if b == 1
+                 else f"equal effects of the {self.n_blocks} components")
+        return out + [(label, D)]
+
+
+def _per_feature(names) -> list[tuple[str, np.ndarray]]:
+    k = len(list(names))
+    return [(f"{name} = 0", np.eye(k)[[i]]) for i, name in enumerate(names)]

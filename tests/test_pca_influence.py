@@ -9,7 +9,8 @@ Oracles used here (none of them calls the package's covariance code):
 * (c) the plain product ``influence(X_pre) @ K.T``;
 * (d) the symmetry: results invariant under O(k) must not depend on the mode;
 * (e) a brute-force sum over units / clusters of per-row influences
-  ``a_j = (W'W)^-1 w_j e_j`` and ``b_i = J IF(x_i) / m``, plus statsmodels itself.
+  ``a_j = (W'W)^-1 w_j e_j`` (WLS: ``(W'Omega W)^-1 w_j wt_j e_j``) and
+  ``b_i = J IF(x_i) / m``, plus statsmodels itself; and J against refitting OLS.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ import pandas as pd
 
 from ..covariance import CovarianceSpec, TwoStageCovariance, VarianceParts
 from ..hypotheses import parse_constraints
+from ..invariance import (check_invariant, gauge_free_terms, invariant_tests_frame,
+                          mark_gauge_dependent)
 from ..prediction import PredictionResults
 from ..summary import extend_summary, extend_summary2
 
@@ -100,19 +102,71 @@ class TwoStageResultsMixin:
         return new._results
 
     # ------------------------------------------------------------- hypotheses
-    def t_test(self, r_matrix, cov_p=None, use_t=None):
-        return super().t_test(parse_constraints(r_matrix, self.model.exog_names),
-                              cov_p=cov_p, use_t=use_t)
+    def _guarded(self, r_matrix, allow_gauge: bool):
+        """Parse a hypothesis the patsy way and refuse it unless it is invariant."""
+        constraints = parse_constraints(r_matrix, self.model.exog_names)
+        if getattr(self, "_terms_in_progress", False):
+            return constraints, False
+        return constraints, check_invariant(self, constraints, allow_gauge)
 
-    def f_test(self, r_matrix, cov_p=None, invcov=None):
-        return super().f_test(parse_constraints(r_matrix, self.model.exog_names),
-                              cov_p=cov_p, invcov=invcov)
+    def t_test(self, r_matrix, cov_p=None, use_t=None, *, allow_gauge: bool = False):
+        """statsmodels' ``t_test`` after a symmetry-invariance check.
+
+        Raises :class:`~ssl_inference.exceptions.NonInvariantHypothesisError` for a
+        hypothesis that the representation's symmetry group does not preserve;
+        ``allow_gauge=True`` tests it in the reported gauge and marks the result.
+        """
+        constraints, gauge = self._guarded(r_matrix, allow_gauge)
+        out = super().t_test(constraints, cov_p=cov_p, use_t=use_t)
+        return mark_gauge_dependent(out, self) if gauge else out
+
+    def f_test(self, r_matrix, cov_p=None, invcov=None, *, allow_gauge: bool = False):
+        """statsmodels' ``f_test`` after a symmetry-invariance check (see :meth:`t_test`)."""
+        constraints, gauge = self._guarded(r_matrix, allow_gauge)
+        self._terms_in_progress = True
+        try:
+            out = super().f_test(constraints, cov_p=cov_p, invcov=invcov)
+        finally:
+            del self._terms_in_progress
+        return mark_gauge_dependent(out, self) if gauge else out
 
     def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None, df_constraints=None,
-                  scalar=True):
-        return super().wald_test(parse_constraints(r_matrix, self.model.exog_names),
-                                 cov_p=cov_p, invcov=invcov, use_f=use_f,
-                                 df_constraints=df_constraints, scalar=scalar)
+                  scalar=True, *, allow_gauge: bool = False):
+        """statsmodels' ``wald_test`` after a symmetry-invariance check (see :meth:`t_test`)."""
+        constraints, gauge = self._guarded(r_matrix, allow_gauge)
+        out = super().wald_test(constraints, cov_p=cov_p, invcov=invcov, use_f=use_f,
+                                df_constraints=df_constraints, scalar=scalar)
+        return mark_gauge_dependent(out, self) if gauge else out
+
+    def wald_test_terms(self, skip_single=False, extra_constraints=None, combine_terms=None,
+                        scalar=True, *, allow_gauge: bool = False):
+        """statsmodels' ``wald_test_terms`` with gauge-free terms.
+
+        Learned-feature terms whose single test is not invariant (rotations,
+        permutations) are replaced by one joint test of the representation block,
+        unless ``allow_gauge=True``. Non-invariant ``extra_constraints`` raise.
+        """
+        for _, constraint in extra_constraints or []:
+            check_invariant(self, constraint, allow_gauge)
+        self._terms_in_progress = True
+        try:
+            out = super().wald_test_terms(skip_single=skip_single,
+                                          extra_constraints=extra_constraints,
+                                          combine_terms=combine_terms, scalar=scalar)
+        finally:
+            del self._terms_in_progress
+        if allow_gauge:
+            return out
+        return gauge_free_terms(self, out)
+
+    def invariant_tests(self) -> pd.DataFrame:
+        """Wald tests that are meaningful for the representation's symmetry group.
+
+        The representation block jointly zero (always); each component zero (sign
+        flips); all component effects equal (label permutations). Columns:
+        ``statistic``, ``df``, ``pvalue``, ``distribution``.
+        """
+        return invariant_tests_frame(self)
 
     # ------------------------------------------------------------- prediction
     def predict(self, exog=None, transform=True, *args, features=None, **kwargs):
