@@ -9,8 +9,9 @@ from . import symmetry
 from .exceptions import IdentificationWarning, NotFittedError
 from .models import OLS, WLS
 from .representations import PCA, Representation
+from .symmetry import align
 
 __version__ = "0.1.0"
 
-__all__ = ["PCA", "Representation", "OLS", "WLS", "symmetry", "NotFittedError",
+__all__ = ["PCA", "Representation", "align", "OLS", "WLS", "symmetry", "NotFittedError",
            "IdentificationWarning", "__version__"]

@@ -30,9 +30,10 @@ from .representations.base import Representation
 __all__ = ["CovarianceSpec", "TwoStageCovariance", "VarianceParts"]
 
 SECOND_STAGE_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")
-COV_TYPES = ("two-stage", "naive")
+COV_TYPES = ("two-stage", "naive", "bootstrap")
 COV_KWDS = {"two-stage": ("second_stage", "groups", "pretrain_groups"),
-            "naive": ("second_stage", "groups")}
+            "naive": ("second_stage", "groups"),
+            "bootstrap": ("reps", "seed", "alpha", "groups", "pretrain_groups")}
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class CovarianceSpec:
     second_stage: str = "nonrobust"
     groups: object = None
     pretrain_groups: object = None
+    reps: int = 999
+    seed: object = None
+    alpha: float = 0.05
 
     @classmethod
     def parse(cls, cov_type, cov_kwds) -> "CovarianceSpec":
@@ -56,8 +60,9 @@ class CovarianceSpec:
             raise ValueError(
                 f"cov_type must be one of {COV_TYPES}; got {cov_type!r}. 'two-stage' adds the "
                 "first-stage uncertainty to the second-stage covariance; 'naive' reproduces "
-                "plain statsmodels. Choose the second-stage estimator with "
-                "cov_kwds={'second_stage': 'HC1'} (or 'nonrobust', 'HC0'-'HC3', 'cluster')."
+                "plain statsmodels; 'bootstrap' resamples both samples and refits. Choose the "
+                "second-stage estimator with cov_kwds={'second_stage': 'HC1'} (or "
+                "'nonrobust', 'HC0'-'HC3', 'cluster')."
             )
         cov_kwds = {} if cov_kwds is None else dict(cov_kwds)
         unknown = sorted(set(cov_kwds) - set(COV_KWDS[cov_type]))
@@ -66,6 +71,8 @@ class CovarianceSpec:
                 f"Unknown cov_kwds {unknown} for cov_type={cov_type!r}; allowed keys are "
                 f"{list(COV_KWDS[cov_type])}."
             )
+        if cov_type == "bootstrap":
+            return cls._parse_bootstrap(cov_kwds)
         second = cov_kwds.get("second_stage", "nonrobust")
         if second not in SECOND_STAGE_TYPES:
             raise ValueError(
@@ -79,6 +86,17 @@ class CovarianceSpec:
                 + ("pass groups=..." if groups is None else "set second_stage='cluster'") + "."
             )
         return cls(cov_type, second, groups, cov_kwds.get("pretrain_groups"))
+
+    @classmethod
+    def _parse_bootstrap(cls, cov_kwds) -> "CovarianceSpec":
+        reps = cov_kwds.get("reps", 999)
+        if not isinstance(reps, (int, np.integer)) or isinstance(reps, bool) or reps < 2:
+            raise ValueError(f"cov_kwds['reps'] must be an integer >= 2; got {reps!r}.")
+        alpha = cov_kwds.get("alpha", 0.05)
+        if not 0 < alpha < 1:
+            raise ValueError(f"cov_kwds['alpha'] must be in (0, 1); got {alpha!r}.")
+        return cls("bootstrap", "nonrobust", cov_kwds.get("groups"),
+                   cov_kwds.get("pretrain_groups"), int(reps), cov_kwds.get("seed"), alpha)
 
     @property
     def statsmodels_cov_type(self) -> str:

@@ -18,7 +18,8 @@ def first_stage_items(res) -> tuple[list, list]:
             ("Labeled rows n:", [str(int(res.nobs))]),
             ("Features k:", [str(rep.n_features_out_)])]
     right = [("Symmetry group:", [rep.symmetry_.symbol]),
-             ("Second-stage cov:", [res._spec.second_stage]),
+             ("Second-stage cov:", [f"bootstrap ({res._spec.reps})"
+                                    if res.cov_type == "bootstrap" else res._spec.second_stage]),
              ("Overlapping rows:", [n_overlap]),
              ("X_pre clustered:", ["yes" if res._spec.pretrain_groups is not None
                                       else "no"])]
@@ -30,8 +31,9 @@ def inflation_frame(res) -> pd.DataFrame:
     parts = res._parts
     total = np.diag(parts.total)
     naive = np.sqrt(np.diag(res._cov_naive))
-    two = np.sqrt(total)
-    return pd.DataFrame({"naive SE": naive, "two-stage SE": two, "SE ratio": two / naive,
+    two = np.sqrt(np.diag(res.cov_params_default) if res.cov_type == "bootstrap" else total)
+    label = "bootstrap SE" if res.cov_type == "bootstrap" else "two-stage SE"
+    return pd.DataFrame({"naive SE": naive, label: two, "SE ratio": two / naive,
                          "pretrain share": np.diag(parts.pretraining) / total},
                         index=list(res.model.exog_names))
 
@@ -39,7 +41,7 @@ def inflation_frame(res) -> pd.DataFrame:
 def notes(res) -> list[str]:
     rep = res.model.representation
     lines = [f"First-stage gauge ({type(rep).__name__}): {rep.gauge_convention}."]
-    if res.cov_type != "two-stage":
+    if res.cov_type not in ("two-stage", "bootstrap"):
         lines.append("These SEs are naive: they ignore that the features were estimated on "
                      "X_pre. Use cov_type='two-stage' for valid inference.")
     return lines

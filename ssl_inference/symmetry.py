@@ -17,7 +17,7 @@ from itertools import combinations
 
 import numpy as np
 
-__all__ = ["Group", "Trivial", "SignFlips", "Orthogonal", "Permutations"]
+__all__ = ["Group", "Trivial", "SignFlips", "Orthogonal", "Permutations", "align"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,14 @@ class Group:
     def lie_algebra(self) -> list[np.ndarray]:
         """Basis of the Lie algebra as ``k x k`` matrices (empty for finite groups)."""
         return []
+
+    def identity(self):
+        """The identity element."""
+        raise NotImplementedError
+
+    def align(self, A: np.ndarray, B: np.ndarray):
+        """The element ``g`` minimising ``||rho(g) A - B||_F`` (rows of A move with rho)."""
+        raise NotImplementedError
 
     def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
         """Tests with a gauge-free meaning, as (label, R) with R over the k features.
@@ -160,6 +168,12 @@ class Trivial(Group):
     def sample(self, rng):
         return None
 
+    def identity(self):
+        return None
+
+    def align(self, A, B):
+        return None
+
     def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
         return super().invariant_hypotheses(names) + _per_feature(names)
 
@@ -193,6 +207,13 @@ class SignFlips(Group):
 
     def sample(self, rng):
         return rng.choice([-1.0, 1.0], size=self.k)
+
+    def identity(self):
+        return np.ones(self.k)
+
+    def align(self, A, B):
+        """Sign matching: ``g_i = sign(<A_i, B_i>)`` (+1 on ties)."""
+        return np.where(np.einsum("ij,ij->i", np.asarray(A), np.asarray(B)) < 0, -1.0, 1.0)
 
     def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
         """The joint block, and each component alone (a sign flip keeps ``beta_i = 0``)."""
@@ -239,6 +260,14 @@ class Orthogonal(Group):
         """Haar draw: QR of a Gaussian matrix with the signs of R's diagonal fixed."""
         Q, Rm = np.linalg.qr(rng.normal(size=(self.k, self.k)))
         return Q * np.sign(np.diag(Rm))
+
+    def identity(self):
+        return np.eye(self.k)
+
+    def align(self, A, B):
+        """Orthogonal Procrustes: with ``B A' = U S V'``, ``Q = U V'``."""
+        U, _, Vt = np.linalg.svd(np.asarray(B) @ np.asarray(A).T)
+        return U @ Vt
 
     def lie_algebra(self) -> list[np.ndarray]:
         basis = []
@@ -306,6 +335,24 @@ class Permutations(Group):
     def sample(self, rng):
         return rng.permutation(self.n_blocks)
 
+    def identity(self):
+        return np.arange(self.n_blocks)
+
+    def align(self, A, B):
+        """Hungarian matching of blocks: new block i is old block ``g[i]``.
+
+        ``A`` and ``B`` have one row per block (or ``block_size`` rows per block).
+        """
+        from scipy.optimize import linear_sum_assignment
+
+        A = np.asarray(A, dtype=float).reshape(self.n_blocks, -1)
+        B = np.asarray(B, dtype=float).reshape(self.n_blocks, -1)
+        cost = ((B[:, None, :] - A[None, :, :]) ** 2).sum(axis=2)
+        rows, cols = linear_sum_assignment(cost)
+        g = np.empty(self.n_blocks, dtype=int)
+        g[rows] = cols
+        return g
+
     def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
         """The joint block, and "all components have equal effects"."""
         out = super().invariant_hypotheses(names)
@@ -325,3 +372,29 @@ class Permutations(Group):
 def _per_feature(names) -> list[tuple[str, np.ndarray]]:
     k = len(list(names))
     return [(f"{name} = 0", np.eye(k)[[i]]) for i, name in enumerate(names)]
+
+
+def align(representation, reference):
+    """Move a fitted representation onto a reference's gauge.
+
+    Finds the group element ``g`` whose action brings ``representation`` closest to
+    ``reference`` (sign matching for sign flips, orthogonal Procrustes for ``O(k)``,
+    Hungarian matching for label permutations) and returns ``(representation.act(g), g)``.
+
+    Examples
+    --------
+    >>> import numpy as np, ssl_inference as ssi
+    >>> X = np.random.default_rng(0).normal(size=(400, 4)) * [3.0, 2.0, 1.0, 0.5]
+    >>> rep = ssi.PCA(2, symmetry="rotation").fit(X)
+    >>> _, Q = ssi.align(rep, rep)
+    >>> bool(np.allclose(Q, np.eye(2)))
+    True
+    """
+    if representation.symmetry_ != reference.symmetry_:
+        raise ValueError(
+            f"Cannot align: the representations have different symmetry groups "
+            f"({representation.symmetry_} vs {reference.symmetry_})."
+        )
+    g = representation.symmetry_.align(representation.alignment_coordinates(),
+                                       reference.alignment_coordinates())
+    return representation.act(g), g

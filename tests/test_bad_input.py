@@ -131,7 +131,10 @@ def test_unknown_model_keyword(fitted):
 
 
 @pytest.mark.parametrize("cov_type, cov_kwds, message", [
-    ("HC1", None, r"cov_type must be one of \('two-stage', 'naive'\)"),
+    ("HC1", None, r"cov_type must be one of \('two-stage', 'naive', 'bootstrap'\)"),
+    ("bootstrap", {"reps": 1}, r"cov_kwds\['reps'\] must be an integer >= 2"),
+    ("bootstrap", {"alpha": 1.5}, r"cov_kwds\['alpha'\] must be in \(0, 1\)"),
+    ("bootstrap", {"second_stage": "HC1"}, r"Unknown cov_kwds \['second_stage'\]"),
     ("two-stage", {"secondstage": "HC1"}, r"Unknown cov_kwds \['secondstage'\]"),
     ("naive", {"pretrain_groups": np.zeros(400)}, r"Unknown cov_kwds \['pretrain_groups'\]"),
     ("two-stage", {"second_stage": "HC4"}, r"must be one of \('nonrobust'"),

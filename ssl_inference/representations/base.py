@@ -17,6 +17,7 @@ sample ``X_pre`` (m rows). Second-stage inference needs four things from it
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
@@ -95,6 +96,30 @@ class Representation(ABC):
         Scaled so that ``theta_hat - theta* ~= (1/m) sum_i IF(x_i)`` over the
         pre-training rows; it has no component along the symmetry orbit.
         """
+
+    # ------------------------------------------------------------------ symmetry
+    def act(self, g) -> "Representation":
+        """A copy moved by group element ``g`` (features ``rho(g) phi``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement act(g); alignment and the aligned "
+            "bootstrap need it."
+        )
+
+    def alignment_coordinates(self) -> np.ndarray:
+        """Per-feature (or per-block) rows that move with ``rho(g)``, used by ``align``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement alignment_coordinates()."
+        )
+
+    def get_params(self) -> dict:
+        """Hyper-parameters as passed to ``__init__`` (scikit-learn convention)."""
+        names = [n for n, p in inspect.signature(type(self).__init__).parameters.items()
+                 if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return {n: getattr(self, n) for n in names}
+
+    def clone(self) -> "Representation":
+        """An unfitted copy with the same hyper-parameters."""
+        return type(self)(**self.get_params())
 
     # ------------------------------------------------------------------ shared
     def influence_contract(

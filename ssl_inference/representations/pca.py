@@ -1,6 +1,7 @@
 """Principal components of the pre-training covariance, with their influence functions."""
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator
 from typing import Literal
@@ -118,6 +119,7 @@ class PCA(Representation):
         self.mean_ = mean
         self.eigenvalues_ = evals
         self.eigenvectors_ = evecs
+        self.rotation_ = np.eye(k)
         self.components_ = evecs[:, :k].T.copy()
         self.explained_variance_ = evals[:k].copy()
         self.params_ = np.concatenate([mean, self.components_.ravel()])
@@ -125,6 +127,35 @@ class PCA(Representation):
         self.pretrain_data_ = arr
         self._warn_if_unidentified()
         return self
+
+    # ------------------------------------------------------------------ symmetry
+    def act(self, g) -> "PCA":
+        """A copy moved by group element ``g``: features ``rho(g) U'(x - mu)``.
+
+        The components become ``rho(g) U`` (no longer the documented gauge unless ``g``
+        is the identity); influence and VJP follow, so invariant results do not change.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(300, 3)) * [3.0, 2.0, 1.0]
+        >>> rep = ssi.PCA(2).fit(X)
+        >>> flipped = rep.act(np.array([1.0, -1.0]))
+        >>> bool(np.allclose(flipped.transform(X)[:, 1], -rep.transform(X)[:, 1]))
+        True
+        """
+        self._check_fitted()
+        R = self.symmetry_.rho(g)
+        moved = copy.copy(self)
+        moved.rotation_ = R @ self.rotation_
+        moved.components_ = R @ self.components_
+        moved.params_ = np.concatenate([self.mean_, moved.components_.ravel()])
+        return moved
+
+    def alignment_coordinates(self) -> np.ndarray:
+        """Rows that move with ``rho(g)``: the components (k, p)."""
+        self._check_fitted()
+        return self.components_
 
     # ------------------------------------------------------------- identification
     def _gap_weights(self) -> np.ndarray:
@@ -152,6 +183,7 @@ class PCA(Representation):
         pairs = np.arange(k) if self.symmetry == "sign" else np.array([k - 1])
         lam = self.eigenvalues_
         E = self.eigenvectors_[:, :pairs[-1] + 2]
+        offset = self.mean_ @ E
         gaps = lam[pairs] - lam[pairs + 1]
         # Var(s_j^2 - s_{j+1}^2) over the rows (s = E'(x - mu)) in one streamed pass,
         # O(chunk) memory; the mean of s_j^2 - s_{j+1}^2 is the gap, so deviations from
@@ -159,7 +191,7 @@ class PCA(Representation):
         dev_sum = np.zeros(pairs.size)
         dev_sumsq = np.zeros(pairs.size)
         for start in range(0, m, DEFAULT_CHUNK_ROWS):
-            sq = ((self.pretrain_data_[start:start + DEFAULT_CHUNK_ROWS] - self.mean_) @ E) ** 2
+            sq = (self.pretrain_data_[start:start + DEFAULT_CHUNK_ROWS] @ E - offset) ** 2
             dev = sq[:, pairs] - sq[:, pairs + 1] - gaps
             dev_sum += dev.sum(axis=0)
             dev_sumsq += (dev ** 2).sum(axis=0)
@@ -221,8 +253,9 @@ class PCA(Representation):
         E = self.eigenvectors_
         S = V @ E
         w = self._gap_weights()
-        parts = [V] + [(S * S[:, [l]] * w[l]) @ E.T for l in range(self.n_components)]
-        return np.hstack(parts)
+        IF_u = np.stack([(S * S[:, [l]] * w[l]) @ E.T for l in range(self.n_components)], 1)
+        IF_c = np.einsum("lj,njp->nlp", self.rotation_, IF_u)  # components c = R u
+        return np.hstack([V, IF_c.reshape(len(V), -1)])
 
     def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
                            ) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -241,14 +274,17 @@ class PCA(Representation):
         E = self.eigenvectors_
         w = self._gap_weights()
         K_mu = K[:, :p]
-        K_u = K[:, p:].reshape(r, k, p)
+        # parameters c = R u of the reported components: K_c IF_c = (K_c R) IF_u
+        K_u = np.einsum("lj,rlp->rjp", self.rotation_, K[:, p:].reshape(r, k, p))
         N = [((K_u[:, l, :] @ E) * w[l]) @ E.T for l in range(k)]
-        P = np.hstack([self.components_.T, K_mu.T] + [n.T for n in N])
+        P = np.hstack([E[:, :k], K_mu.T] + [n.T for n in N])
         offset = self.mean_ @ P
         X = self.pretrain_data_
+        buffer = np.empty((min(chunk_rows, X.shape[0]), P.shape[1]))  # reused by each chunk
         for start in range(0, X.shape[0], chunk_rows):
             stop = min(start + chunk_rows, X.shape[0])
-            T = X[start:stop] @ P - offset
+            T = np.matmul(X[start:stop], P, out=buffer[:stop - start])
+            T -= offset
             s = T[:, :k]
             B = T[:, k:k + r] + np.einsum("cl,clr->cr", s, T[:, k + r:].reshape(-1, k, r))
             yield start, stop, B
