@@ -6,12 +6,15 @@
 '{+-1}^2'
 """
 from . import symmetry
-from .exceptions import IdentificationWarning, NotFittedError
-from .models import OLS, WLS
-from .representations import PCA, Representation
+from .exceptions import ConvergenceWarning, IdentificationWarning, NotFittedError
+from .models import GLM, OLS, WLS, Logit, Poisson, Probit
+from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorRepresentation,
+                              Representation, SpectralContrastive)
 from .symmetry import align
 
 __version__ = "0.1.0"
 
-__all__ = ["PCA", "Representation", "align", "OLS", "WLS", "symmetry", "NotFittedError",
-           "IdentificationWarning", "__version__"]
+__all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
+           "MEstimatorRepresentation", "Representation", "align", "OLS", "WLS",
+           "GLM", "Logit", "Probit", "Poisson", "symmetry", "NotFittedError", "IdentificationWarning",
+           "ConvergenceWarning", "__version__"]

@@ -184,41 +184,51 @@ class TwoStageCovariance:
     def _pretraining_and_cross(self, K, L_beta, diag):
         rep = self.representation
         m = rep.nobs_
-        r = K.shape[0]
+        r, q = K.shape
         overlap = self.pretrain_index is not None
         A = self.second_influence @ L_beta.T if overlap else None
+        # Streaming B = IF(x) K' costs O(m p k r) for PCA. With many functionals
+        # (predictions at many rows) stream IF(x) itself (K = I, q columns) and apply K
+        # to the q x q sums afterwards: the same sums, regrouped.
+        via_identity = r > 2 * q
+        K_stream = np.eye(q) if via_identity else K
+        s = K_stream.shape[0]
+        elementwise = diag and not via_identity  # accumulate only the variances
+        stream = rep.influence_contract(K_stream, chunk_rows=self.chunk_rows)
         if self._pre_codes is not None:
             codes, uniques = self._pre_codes
-            sums = np.zeros((len(uniques), r))
-            for start, stop, B in rep.influence_contract(K, chunk_rows=self.chunk_rows):
+            sums = np.zeros((len(uniques), s))
+            for start, stop, B in stream:
                 np.add.at(sums, codes[start:stop], B)
             sums /= m
-            pre = (sums ** 2).sum(0) if diag else sums.T @ sums
-            cross = self._cluster_cross(A, sums, uniques, diag) if overlap else None
+            pre = (sums ** 2).sum(0) if elementwise else sums.T @ sums
+            half = self._cluster_cross(A, sums, uniques, elementwise) if overlap else None
         else:
-            pre = np.zeros(r) if diag else np.zeros((r, r))
-            cross_acc = np.zeros(r) if diag else np.zeros((r, r))
-            for start, stop, B in rep.influence_contract(K, chunk_rows=self.chunk_rows):
-                pre += (B ** 2).sum(0) if diag else B.T @ B
+            pre = np.zeros(s) if elementwise else np.zeros((s, s))
+            half = (np.zeros(r) if elementwise else np.zeros((r, s))) if overlap else None
+            for start, stop, B in stream:
+                pre += (B ** 2).sum(0) if elementwise else B.T @ B
                 if overlap:
                     sel = np.flatnonzero((self.pretrain_index >= start)
                                          & (self.pretrain_index < stop))
                     Bsel = B[self.pretrain_index[sel] - start] / m
-                    cross_acc += (A[sel] * Bsel).sum(0) if diag else A[sel].T @ Bsel
+                    half += (A[sel] * Bsel).sum(0) if elementwise else A[sel].T @ Bsel
             pre /= m ** 2
-            cross = (2 * cross_acc if diag else cross_acc + cross_acc.T) if overlap else None
-        if cross is None:
-            cross = np.zeros_like(pre)
-        return pre, cross
+        if via_identity:
+            pre = ((K @ pre) * K).sum(1) if diag else K @ pre @ K.T
+            if overlap:
+                half = (half * K).sum(1) if diag else half @ K.T
+        if not overlap:
+            return pre, np.zeros_like(pre)
+        return pre, (2 * half if diag else half + half.T)
 
-    def _cluster_cross(self, A, pre_sums, pre_uniques, diag):
+    def _cluster_cross(self, A, pre_sums, pre_uniques, elementwise):
+        """``sum_c A_c' B_c`` over clusters present in both samples (its diagonal when
+        ``elementwise``); the cross term is this plus its transpose."""
         codes, uniques = pd.factorize(np.asarray(self.groups))
         A_sums = np.zeros((len(uniques), A.shape[1]))
         np.add.at(A_sums, codes, A)
         pos = pd.Index(pre_uniques).get_indexer(uniques)
         hit = pos >= 0
         Ac, Bc = A_sums[hit], pre_sums[pos[hit]]
-        if diag:
-            return 2 * (Ac * Bc).sum(0)
-        acc = Ac.T @ Bc
-        return acc + acc.T
+        return (Ac * Bc).sum(0) if elementwise else Ac.T @ Bc

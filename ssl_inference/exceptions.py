@@ -4,7 +4,8 @@ Every message says what happened, why it matters statistically, and what to do.
 """
 from __future__ import annotations
 
-__all__ = ["NotFittedError", "IdentificationWarning", "NonInvariantHypothesisError"]
+__all__ = ["NotFittedError", "IdentificationWarning", "ConvergenceWarning",
+           "NonInvariantHypothesisError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -22,6 +23,15 @@ class IdentificationWarning(UserWarning):
     determined only up to rotation), Heywood cases and collapsed mixture components.
     """
 
+
+class ConvergenceWarning(UserWarning):
+    """An iterative first-stage fit stopped before meeting its convergence criterion.
+
+    Raised, e.g., when the EM algorithm of a Gaussian mixture reaches ``max_iter``. The
+    estimate may not be a maximum of the objective, and influence functions computed
+    there (which assume a zero score) may be wrong: increase ``max_iter`` or check the
+    data.
+    """
 
 class NonInvariantHypothesisError(ValueError):
     """A hypothesis on learned-feature coefficients has no gauge-free meaning.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .representations.base import Representation
+from .representations.base import DEFAULT_CHUNK_ROWS, Representation
 
 __all__ = ["coefficient_jacobian"]
 
@@ -11,7 +11,8 @@ __all__ = ["coefficient_jacobian"]
 def coefficient_jacobian(representation: Representation, raw_features: np.ndarray,
                          exog: np.ndarray, params: np.ndarray, rep_cols: np.ndarray,
                          g: np.ndarray, g_prime: np.ndarray,
-                         hessian_inv: np.ndarray) -> np.ndarray:
+                         hessian_inv: np.ndarray, *,
+                         chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
     r"""``J = d beta_hat / d theta`` (d x q) for a row loss ``rho(y, w'beta)``.
 
     With ``g = d rho / d eta`` and ``g' = d g / d eta`` per row, the score derivative
@@ -25,7 +26,7 @@ def coefficient_jacobian(representation: Representation, raw_features: np.ndarra
     ``H = sum_j g'_j w_j w_j'``. Only the representation columns of ``w_j`` depend on
     ``theta``, so row r of J is the feature VJP with cotangents
     ``c_{j,r} = -(g_j H^{-1}[r, rep] + g'_j (H^{-1} w_j)_r beta_rep)``: d VJPs in one
-    call, never the n x k x q Jacobian.
+    call per block of ``chunk_rows`` rows, never the n x k x q Jacobian.
 
     Parameters
     ----------
@@ -44,6 +45,8 @@ def coefficient_jacobian(representation: Representation, raw_features: np.ndarra
         (weighted) least squares ``g = -wt * resid`` and ``g' = wt``).
     hessian_inv : ndarray (d, d)
         ``H^{-1}`` on the sum scale (``normalized_cov_params`` for OLS/WLS).
+    chunk_rows : int
+        Labeled rows per block of cotangents (memory ``O(chunk_rows k d)``).
 
     Returns
     -------
@@ -63,7 +66,15 @@ def coefficient_jacobian(representation: Representation, raw_features: np.ndarra
     (2, 6)
     """
     beta_rep = params[rep_cols]
-    HW = exog @ hessian_inv  # row j: (H^-1 w_j)'
-    C = -(g[:, None, None] * hessian_inv[:, rep_cols].T[None, :, :]
-          + (g_prime[:, None] * HW)[:, None, :] * beta_rep[None, :, None])
-    return representation.feature_vjp(raw_features, C).T
+    h_rep = hessian_inv[:, rep_cols].T  # (k, d)
+    n, d = exog.shape
+    JT = 0.0
+    # the VJP is a sum over rows: build the (rows, k, d) cotangents chunk by chunk
+    for start in range(0, n, chunk_rows):
+        rows = slice(start, start + chunk_rows)
+        scaled = g_prime[rows, None] * (exog[rows] @ hessian_inv)  # g'_j (H^-1 w_j)'
+        C = np.empty((scaled.shape[0], beta_rep.size, d))
+        np.multiply(scaled[:, None, :], -beta_rep[None, :, None], out=C)
+        C -= g[rows, None, None] * h_rep[None, :, :]
+        JT = JT + representation.feature_vjp(raw_features[rows], C)
+    return JT.T

@@ -1,15 +1,92 @@
-"""Prediction results with the two-stage delta-method variance."""
+r"""Prediction results with the two-stage delta-method variance (statsmodels' interfaces).
+
+* :class:`PredictionResults`: least squares (``statsmodels.regression``'s class), with
+  observation intervals;
+* :class:`PredictionResultsBase`: a predicted statistic with its variance (GLM and
+  discrete ``which="linear"``);
+* :class:`PredictionResultsMonotonic`: the mean ``mu = l^{-1}(eta)`` of a link model
+  (``which="mean"``), by the delta method through the inverse link;
+* :class:`PredictionResultsMean`: GLM's default (``which=None``), the same numbers under
+  statsmodels' backward-compatible names.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["PredictionResults"]
+__all__ = ["PredictionResults", "PredictionResultsBase", "PredictionResultsMonotonic",
+           "PredictionResultsMean"]
 
 
-class PredictionResults:
-    """Predicted means with standard errors and intervals (statsmodels' interface).
+class PredictionResultsBase:
+    """A predicted statistic with its variance, standard errors and intervals.
+
+    Parameters
+    ----------
+    predicted : ndarray (n0,)
+    var_pred : ndarray (n0,)
+        Variance of the estimate, including the first stage when two-stage.
+    df : float, optional
+        Degrees of freedom for t intervals and tests; None gives normal ones.
+    row_labels : index, optional
+
+    Examples
+    --------
+    >>> pred = PredictionResultsBase(np.array([1.0]), np.array([0.25]))
+    >>> pred.conf_int(alpha=0.05).round(3)
+    array([[0.02, 1.98]])
+    """
+
+    def __init__(self, predicted, var_pred, df=None, row_labels=None):
+        self.predicted = np.asarray(predicted)
+        self.var_pred = np.asarray(var_pred)
+        self.df = df
+        self.row_labels = row_labels
+        self.dist = stats.norm if df is None else stats.t
+        self.dist_args = () if df is None else (df,)
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(self.var_pred)
+
+    @property
+    def tvalues(self) -> np.ndarray:
+        return self.predicted / self.se
+
+    def t_test(self, value=0, alternative: str = "two-sided"):
+        """z- or t-test of ``predicted == value``; returns ``(statistic, pvalue)``.
+
+        ``alternative`` is ``"two-sided"``, ``"larger"`` or ``"smaller"``.
+        """
+        stat = (self.predicted - value) / self.se
+        if alternative == "two-sided":
+            return stat, 2 * self.dist.sf(np.abs(stat), *self.dist_args)
+        if alternative == "larger":
+            return stat, self.dist.sf(stat, *self.dist_args)
+        if alternative == "smaller":
+            return stat, self.dist.cdf(stat, *self.dist_args)
+        raise ValueError(f"alternative must be 'two-sided', 'larger' or 'smaller'; got "
+                         f"{alternative!r}.")
+
+    def _interval(self, center, se, alpha: float) -> np.ndarray:
+        q = self.dist.ppf(1 - alpha / 2, *self.dist_args)
+        return np.column_stack([center - q * se, center + q * se])
+
+    def conf_int(self, *, alpha: float = 0.05, **kwds) -> np.ndarray:
+        """Wald intervals ``predicted -+ q se`` (n0, 2)."""
+        return self._interval(self.predicted, self.se, alpha)
+
+    def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """DataFrame with columns predicted, se, ci_lower, ci_upper (as statsmodels)."""
+        ci = self.conf_int(alpha=alpha)
+        return pd.DataFrame({"predicted": self.predicted, "se": self.se,
+                             "ci_lower": ci[:, 0], "ci_upper": ci[:, 1]},
+                            index=self.row_labels)
+
+
+class PredictionResults(PredictionResultsBase):
+    """Predicted means of least squares with standard errors and intervals.
 
     Parameters
     ----------
@@ -24,22 +101,20 @@ class PredictionResults:
     """
 
     def __init__(self, predicted_mean, var_pred_mean, var_resid, df=None, row_labels=None):
-        self.predicted_mean = np.asarray(predicted_mean)
-        self.var_pred_mean = np.asarray(var_pred_mean)
+        super().__init__(predicted_mean, var_pred_mean, df=df, row_labels=row_labels)
         self.var_resid = var_resid
-        self.df = df
-        self.row_labels = row_labels
-        self.dist = stats.norm if df is None else stats.t
-        self.dist_args = () if df is None else (df,)
 
     @property
-    def predicted(self) -> np.ndarray:
-        """Alias of ``predicted_mean``."""
-        return self.predicted_mean
+    def predicted_mean(self) -> np.ndarray:
+        return self.predicted
+
+    @property
+    def var_pred_mean(self) -> np.ndarray:
+        return self.var_pred
 
     @property
     def se_mean(self) -> np.ndarray:
-        return np.sqrt(self.var_pred_mean)
+        return self.se
 
     @property
     def se_obs(self) -> np.ndarray:
@@ -47,9 +122,7 @@ class PredictionResults:
 
     def conf_int(self, obs: bool = False, alpha: float = 0.05) -> np.ndarray:
         """Intervals for the mean (``obs=False``) or for a new observation."""
-        se = self.se_obs if obs else self.se_mean
-        q = self.dist.ppf(1 - alpha / 2, *self.dist_args)
-        return np.column_stack([self.predicted_mean - q * se, self.predicted_mean + q * se])
+        return self._interval(self.predicted_mean, self.se_obs if obs else self.se_mean, alpha)
 
     def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
         """DataFrame with columns mean, mean_se, mean_ci_*, obs_ci_* (as statsmodels)."""
@@ -60,3 +133,97 @@ class PredictionResults:
             "mean_ci_lower": ci_mean[:, 0], "mean_ci_upper": ci_mean[:, 1],
             "obs_ci_lower": ci_obs[:, 0], "obs_ci_upper": ci_obs[:, 1],
         }, index=self.row_labels)
+
+
+class PredictionResultsMonotonic(PredictionResultsBase):
+    r"""The mean ``mu = f(eta)`` of a link model, ``f`` the (monotone) inverse link.
+
+    The influence of ``mu_hat(x0)`` is ``f'(eta_0)`` times that of the linear predictor
+    ``eta_hat(x0)`` (two-stage: from both samples), so
+
+    .. math:: \operatorname{Var}(\hat\mu_0) = f'(\eta_0)^2 \operatorname{Var}(\hat\eta_0).
+
+    Parameters
+    ----------
+    linpred : ndarray (n0,)
+        Linear predictor ``eta`` (offset and exposure included).
+    var_linpred : ndarray (n0,)
+        Its variance.
+    func, deriv : callable
+        Inverse link and its derivative.
+    df : float, optional
+    row_labels : index, optional
+
+    Examples
+    --------
+    >>> from scipy.special import expit
+    >>> pred = PredictionResultsMonotonic(np.array([0.0]), np.array([0.04]), expit,
+    ...                                   lambda e: expit(e) * (1 - expit(e)))
+    >>> float(pred.predicted[0]), float(pred.se[0])
+    (0.5, 0.05)
+    """
+
+    def __init__(self, linpred, var_linpred, func, deriv, df=None, row_labels=None):
+        linpred = np.asarray(linpred)
+        var_linpred = np.asarray(var_linpred)
+        super().__init__(func(linpred), deriv(linpred) ** 2 * var_linpred, df=df,
+                         row_labels=row_labels)
+        self._eta = self.linpred = linpred
+        self.linpred_se = np.sqrt(var_linpred)
+        self.func = func
+        self.deriv = deriv
+
+    def conf_int(self, method: str = "endpoint", alpha: float = 0.05, **kwds) -> np.ndarray:
+        """Intervals for the mean.
+
+        ``"endpoint"`` (default) maps the linear predictor's Wald interval through the
+        inverse link (it stays inside the mean's range; sorted, so also right for
+        decreasing links); ``"delta"`` is ``predicted -+ q se``.
+        """
+        if method == "endpoint":
+            return np.sort(self.func(self._interval(self._eta, self.linpred_se, alpha)),
+                           axis=1)
+        if method == "delta":
+            return self._interval(self.predicted, self.se, alpha)
+        raise ValueError(f"method must be 'endpoint' or 'delta'; got {method!r}.")
+
+
+class PredictionResultsMean(PredictionResultsMonotonic):
+    """GLM's default prediction result (``which=None``), statsmodels' legacy names.
+
+    The numbers are those of :class:`PredictionResultsMonotonic`; ``linpred`` is the
+    linear predictor's own result (a :class:`PredictionResults`) and
+    :meth:`summary_frame` has the columns mean, mean_se, mean_ci_lower, mean_ci_upper.
+
+    Parameters
+    ----------
+    linpred : PredictionResults
+        The linear predictor with its variance.
+    func, deriv : callable
+        Inverse link and its derivative.
+    """
+
+    def __init__(self, linpred: PredictionResults, func, deriv):
+        super().__init__(linpred.predicted_mean, linpred.var_pred_mean, func, deriv,
+                         df=linpred.df, row_labels=linpred.row_labels)
+        self.linpred = linpred
+        self.var_resid = linpred.var_resid
+
+    @property
+    def predicted_mean(self) -> np.ndarray:
+        return self.predicted
+
+    @property
+    def var_pred_mean(self) -> np.ndarray:
+        return self.var_pred
+
+    @property
+    def se_mean(self) -> np.ndarray:
+        return self.se
+
+    def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
+        """DataFrame with columns mean, mean_se, mean_ci_lower, mean_ci_upper."""
+        ci = self.conf_int(alpha=alpha)
+        return pd.DataFrame({"mean": self.predicted_mean, "mean_se": self.se_mean,
+                             "mean_ci_lower": ci[:, 0], "mean_ci_upper": ci[:, 1]},
+                            index=self.row_labels)

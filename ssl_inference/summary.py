@@ -81,6 +81,9 @@ def extend_summary(res, smry):
     existing = smry.extra_txt.splitlines() if smry.extra_txt else []
     offset = sum(1 for line in existing if line.startswith("["))
     extra = notes(res)
+    description = res.cov_kwds.get("description")
+    if description and description not in (smry.extra_txt or ""):
+        extra.insert(0, description)  # GLM and discrete summaries do not print it
     if hidden:
         extra.append(f"{', '.join(n + '*' for n in hidden)}: coefficients in the reported gauge "
                      f"of {res.model.representation.symmetry_.name}; individually they have no "

@@ -17,7 +17,8 @@ from itertools import combinations
 
 import numpy as np
 
-__all__ = ["Group", "Trivial", "SignFlips", "Orthogonal", "Permutations", "align"]
+__all__ = ["Group", "Trivial", "SignFlips", "Orthogonal", "Permutations",
+           "PermutationContrasts", "align"]
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,89 @@ class Permutations(Group):
                  else f"equal effects of the {self.n_blocks} components")
         return out + [(label, D)]
 
+
+@dataclass(frozen=True)
+class PermutationContrasts(Permutations):
+    r"""Label permutations ``S_K`` acting on ``K`` blocks and on ``K - 1`` contrasts.
+
+    The features are ``[b_0, ..., b_{K-1}, H' t]``: ``K`` blocks of ``block_size``
+    features that permute with the labels (as in :class:`Permutations`; ``block_size``
+    may be 0), then the orthonormal Helmert contrasts ``H' t`` of ``K`` per-component
+    quantities ``t`` that sum to one (mixture responsibilities). ``H``
+    (:meth:`contrast_matrix`) has orthonormal columns orthogonal to the ones vector, so
+    ``H' P_g t = (H' P_g H) H' t`` and
+
+    .. math:: \rho(g) = \mathrm{blockdiag}(P_g \otimes I_b,\; H' P_g H)
+
+    is orthogonal. Unlike dropping a reference component (whose relabelling moves the
+    intercept), the contrasts leave an intercept invariant: it is the unweighted mean
+    of the ``K`` component levels. ``k = K * block_size + K - 1``.
+
+    Examples
+    --------
+    >>> G = PermutationContrasts(3)
+    >>> G.k, G.symbol
+    (2, 'S_3')
+    >>> R = G.rho(np.array([1, 0, 2]))
+    >>> bool(np.allclose(R @ R.T, np.eye(2)))
+    True
+    >>> G.is_invariant([[1, 0, 0]], rep_cols=[1, 2])          # intercept = 0
+    True
+    >>> G.is_invariant([[0, 1, 0]], rep_cols=[1, 2])          # one contrast = 0
+    False
+    """
+
+    def __init__(self, n_blocks: int, block_size: int = 0):
+        object.__setattr__(self, "n_blocks", int(n_blocks))
+        object.__setattr__(self, "block_size", int(block_size))
+        object.__setattr__(self, "k", int(n_blocks) * (int(block_size) + 1) - 1)
+
+    @staticmethod
+    def contrast_matrix(n_blocks: int) -> np.ndarray:
+        """Orthonormal Helmert contrasts ``H`` (K, K - 1).
+
+        Column ``j`` is ``(1, ..., 1, -(j + 1), 0, ..., 0) / sqrt((j + 1)(j + 2))`` with
+        ``j + 1`` leading ones.
+
+        Examples
+        --------
+        >>> PermutationContrasts.contrast_matrix(3).round(3)
+        array([[ 0.707,  0.408],
+               [-0.707,  0.408],
+               [ 0.   , -0.816]])
+        """
+        H = np.zeros((n_blocks, n_blocks - 1))
+        for j in range(n_blocks - 1):
+            H[:j + 1, j] = 1.0
+            H[j + 1, j] = -(j + 1.0)
+            H[:, j] /= np.sqrt((j + 1.0) * (j + 2.0))
+        return H
+
+    def rho(self, g) -> np.ndarray:
+        K, b = self.n_blocks, self.block_size
+        P = np.zeros((K, K))
+        P[np.arange(K), np.asarray(g, dtype=int)] = 1.0
+        H = self.contrast_matrix(K)
+        out = np.zeros((self.k, self.k))
+        out[:K * b, :K * b] = np.kron(P, np.eye(b))
+        out[K * b:, K * b:] = H.T @ P @ H
+        return out
+
+    def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
+        """The whole block; with blocks, also "equal levels" and "equal block effects"."""
+        out = Group.invariant_hypotheses(self, names)
+        K, b = self.n_blocks, self.block_size
+        if K < 2 or b == 0:
+            return out
+        names = list(names)
+        levels = np.zeros((K - 1, self.k))
+        levels[:, K * b:] = np.eye(K - 1)
+        D = np.zeros(((K - 1) * b, self.k))
+        for i in range(K - 1):
+            for f in range(b):
+                D[i * b + f, i * b + f], D[i * b + f, (i + 1) * b + f] = 1.0, -1.0
+        return out + [(" = ".join(names[K * b:]) + " = 0", levels),
+                      (f"equal block effects of the {K} components", D)]
 
 def _per_feature(names) -> list[tuple[str, np.ndarray]]:
     k = len(list(names))

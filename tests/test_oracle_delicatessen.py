@@ -102,24 +102,42 @@ def _unit_arrays(X_pre, X_lab, y, exog, weights, pretrain_index):
     return Xf, is_pre, Xl, Z, Y, wt
 
 
+N_FIRST = P + K * (P + 1)  # first-stage parameters of the oracle: mu, (u_l, lambda_l)
+
+
+def pca_equations(theta, Xf, is_pre, Xl):
+    """First-stage rows on the pre-training units and the features ``U'(x - mu)`` of the
+    labeled units, for the first ``N_FIRST`` entries of ``theta``."""
+    mu = theta[:P]
+    v = Xf - mu
+    vl = Xl - mu
+    rows = [v[:, c] * is_pre for c in range(P)]
+    feats = []
+    for l in range(K):
+        off = P + l * (P + 1)
+        u, lam = theta[off:off + P], theta[off + P]
+        s = (v * u).sum(axis=1)
+        rows += [(v[:, c] * s - lam * u[c]) * is_pre for c in range(P)]
+        rows.append(((u * u).sum() - 1.0) * is_pre)
+        feats.append((vl * u).sum(axis=1))
+    return rows, feats
+
+
+def pca_init(rep) -> list:
+    """Oracle start at OUR first-stage estimates (same sign gauge)."""
+    init = list(rep.mean_)
+    for l in range(K):
+        init += list(rep.components_[l]) + [rep.explained_variance_[l]]
+    return init
+
+
 def _stacked_psi(Xf, is_pre, Xl, Z, Y, wt):
     n_cov = Z.shape[1]
 
     def psi(theta):
         theta = np.asarray(theta)
-        mu = theta[:P]
-        v = Xf - mu
-        vl = Xl - mu
-        rows = [v[:, c] * is_pre for c in range(P)]
-        feats = []
-        for l in range(K):
-            off = P + l * (P + 1)
-            u, lam = theta[off:off + P], theta[off + P]
-            s = (v * u).sum(axis=1)
-            rows += [(v[:, c] * s - lam * u[c]) * is_pre for c in range(P)]
-            rows.append(((u * u).sum() - 1.0) * is_pre)
-            feats.append((vl * u).sum(axis=1))
-        beta = theta[P + K * (P + 1):]
+        rows, feats = pca_equations(theta, Xf, is_pre, Xl)
+        beta = theta[N_FIRST:]
         w_cols = [Z[:, c] for c in range(n_cov)] + feats
         fitted = 0.0
         for c, col in enumerate(w_cols):
@@ -133,10 +151,7 @@ def _stacked_psi(Xf, is_pre, Xl, Z, Y, wt):
 
 def _delicatessen(problem, rep, res, deriv_method, **estimate_kwargs):
     psi = _stacked_psi(*_unit_arrays(*problem))
-    init = list(rep.mean_)
-    for l in range(K):  # start at OUR estimates: same sign gauge
-        init += list(rep.components_[l]) + [rep.explained_variance_[l]]
-    init += list(np.asarray(res.params))
+    init = pca_init(rep) + list(np.asarray(res.params))
     est = MEstimator(psi, init=np.array(init))
     est.estimate(deriv_method=deriv_method, **estimate_kwargs)
     return est, np.array(init)

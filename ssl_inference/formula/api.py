@@ -4,9 +4,13 @@
 >>> smf.ols.__self__.__name__
 'OLS'
 """
-from ..models import OLS, WLS
+from ..models import GLM, OLS, WLS, Logit, Poisson, Probit
 
 ols = OLS.from_formula
 wls = WLS.from_formula
+glm = GLM.from_formula
+logit = Logit.from_formula
+probit = Probit.from_formula
+poisson = Poisson.from_formula
 
-__all__ = ["ols", "wls"]
+__all__ = ["ols", "wls", "glm", "logit", "probit", "poisson"]

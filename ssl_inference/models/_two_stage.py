@@ -6,11 +6,14 @@ learned features are appended to the design and ``fit`` returns a two-stage resu
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from statsmodels.formula.formulatools import advance_eval_env
 
 from .._validation import as_float_matrix
+from ..bootstrap import two_sample_bootstrap
 from ..covariance import CovarianceSpec, TwoStageCovariance
 from ..jacobian import coefficient_jacobian
 from ._inputs import (align_rows, check_pretrain_index, check_representation,
@@ -30,12 +33,33 @@ TWO_STAGE_DOC = """
 """
 
 
+def two_stage_docstring(parent: type, examples: str) -> str:
+    """The parent's parameter documentation, the two-stage parameters, then ``examples``."""
+    return parent.__doc__.split("Attributes")[0].rstrip() + "\n" + TWO_STAGE_DOC + examples
+
+
+# statsmodels' (FutureWarning) message for optimizer options that a method does not use
+_UNUSED_OPTIMIZER_KWARGS = "Keyword arguments have been passed to the optimizer"
+
+
 def _reject_orphans(features, pretrain_index) -> None:
     if features is not None or pretrain_index is not None:
         raise TypeError(
             "features= and pretrain_index= describe the first stage and need "
             "representation= (a fitted representation)."
         )
+
+
+def statsmodels_cov_arguments(cov_type: str, cov_kwds: dict | None, use_t: bool | None) -> dict:
+    """``fit`` keywords selecting statsmodels' covariance.
+
+    ``cov_kwds`` is left out when None: discrete models hand a ``cov_kwds=None`` to
+    the optimizer, which warns that it has no effect.
+    """
+    out = {"cov_type": cov_type, "use_t": use_t}
+    if cov_kwds is not None:
+        out["cov_kwds"] = cov_kwds
+    return out
 
 
 class TwoStageModelMixin:
@@ -52,6 +76,27 @@ class TwoStageModelMixin:
     pretrain_index = None
 
     # ------------------------------------------------------------ construction
+    def _init_two_stage(self, endog, exog, *, representation, features, pretrain_index,
+                        missing: str = "none", rowwise: dict | None = None,
+                        **kwargs) -> None:
+        """Run the statsmodels ``__init__``, first appending the learned features.
+
+        ``rowwise`` holds the parent's row-aligned keyword arrays (weights, offset,
+        exposure, ...): ``missing="drop"`` removes the same rows from them as from the
+        outcome, covariates and features. Without a representation this is exactly
+        the parent's ``__init__``.
+        """
+        parent_init = super(TwoStageModelMixin, self).__init__
+        rowwise = dict(rowwise or {})
+        if representation is None:
+            _reject_orphans(features, pretrain_index)
+            parent_init(endog, exog, missing=missing, **rowwise, **kwargs)
+            return
+        endog, exog, rowwise, state = self._array_inputs(
+            endog, exog, representation, features, pretrain_index, missing, rowwise)
+        parent_init(endog, exog, missing=missing, **rowwise, **kwargs)
+        self._attach_two_stage(**state)
+
     def _array_inputs(self, endog, exog, representation, features, pretrain_index,
                       missing, rowwise: dict):
         """Validate array inputs, drop missing rows, append features to ``exog``."""
@@ -182,11 +227,38 @@ class TwoStageModelMixin:
                 "samples: pass groups (labeled rows) and pretrain_groups (X_pre rows) with "
                 "shared labels for shared clusters, or neither."
             )
-        res = fit_parent(cov_type=spec.statsmodels_cov_type,
-                         cov_kwds=spec.statsmodels_cov_kwds(groups),
-                         use_t=use_t if spec.cov_type == "naive" else None, **fit_kwargs)
+        cov_args = statsmodels_cov_arguments(spec.statsmodels_cov_type,
+                                             spec.statsmodels_cov_kwds(groups),
+                                             use_t if spec.cov_type == "naive" else None)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=_UNUSED_OPTIMIZER_KWARGS,
+                                    category=FutureWarning)
+            try:
+                res = fit_parent(**cov_args, **fit_kwargs)
+            except FutureWarning as exc:
+                raise TypeError(f"fit() got unexpected keyword arguments: {exc}") from None
         covariance = self._two_stage_covariance(res._results, groups, pre_groups)
-        return self._results_class.from_statsmodels(res, spec, covariance, use_t)
+        draws = None
+        if spec.cov_type == "bootstrap":
+            draws = two_sample_bootstrap(self, reps=spec.reps, seed=spec.seed, groups=groups,
+                                         pretrain_groups=pre_groups)
+        return self._results_class.from_statsmodels(res, spec, covariance, use_t, draws)
+
+    #: keyword arguments for refitting the plain second stage (bootstrap replicates)
+    _plain_fit_kwds: dict = {}
+
+    def _plain_params(self, endog, exog, rows) -> np.ndarray:
+        """Coefficients of the plain statsmodels model on rows ``rows`` of this sample."""
+        n = self.exog.shape[0]
+        kwds = {}
+        for key, value in self._get_init_kwds().items():
+            if key in ("formula", "model_spec", "missing_idx", "missing"):
+                continue
+            if value is not None and np.ndim(value) > 0 and np.shape(value)[0] == n:
+                value = np.asarray(value)[rows]
+            kwds[key] = value
+        plain = type(self)(endog, exog, **kwds)
+        return np.asarray(plain.fit(**self._plain_fit_kwds).params)
 
     def _two_stage_covariance(self, results, groups, pretrain_groups) -> TwoStageCovariance:
         g, g_prime, h_inv = self._loss_derivatives(results)

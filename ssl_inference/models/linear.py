@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import statsmodels.api as sm
 
-from ._two_stage import TWO_STAGE_DOC, TwoStageModelMixin, _reject_orphans
+from ._two_stage import TwoStageModelMixin, two_stage_docstring
 
 __all__ = ["OLS", "WLS"]
 
@@ -51,7 +51,7 @@ class _LeastSquaresMixin(TwoStageModelMixin):
 
 
 class WLS(_LeastSquaresMixin, sm.WLS):
-    __doc__ = sm.WLS.__doc__.split("Attributes")[0].rstrip() + "\n" + TWO_STAGE_DOC + """
+    __doc__ = two_stage_docstring(sm.WLS, """
     Examples
     --------
     >>> import numpy as np, ssl_inference as ssi
@@ -64,22 +64,14 @@ class WLS(_LeastSquaresMixin, sm.WLS):
     ...               representation=rep, features=X).fit()
     >>> res.cov_type
     'two-stage'
-"""
+""")
 
     def __init__(self, endog, exog, weights=1.0, missing: str = "none", hasconst=None, *,
                  representation=None, features=None, pretrain_index=None, **kwargs):
         self._check_kwargs(kwargs, error=True)
-        if representation is None:
-            _reject_orphans(features, pretrain_index)
-            super().__init__(endog, exog, weights=weights, missing=missing, hasconst=hasconst,
-                             **kwargs)
-            return
-        endog, exog, rowwise, state = self._array_inputs(
-            endog, exog, representation, features, pretrain_index, missing,
-            {"weights": weights})
-        super().__init__(endog, exog, weights=rowwise["weights"], missing=missing,
-                         hasconst=hasconst, **kwargs)
-        self._attach_two_stage(**state)
+        self._init_two_stage(endog, exog, representation=representation, features=features,
+                             pretrain_index=pretrain_index, missing=missing,
+                             rowwise={"weights": weights}, hasconst=hasconst, **kwargs)
 
     @property
     def _results_class(self):
@@ -88,7 +80,7 @@ class WLS(_LeastSquaresMixin, sm.WLS):
 
 
 class OLS(_LeastSquaresMixin, sm.OLS):
-    __doc__ = sm.OLS.__doc__.split("Attributes")[0].rstrip() + "\n" + TWO_STAGE_DOC + """
+    __doc__ = two_stage_docstring(sm.OLS, """
     Examples
     --------
     >>> import numpy as np, ssl_inference as ssi
@@ -100,19 +92,14 @@ class OLS(_LeastSquaresMixin, sm.OLS):
     >>> res = ssi.OLS(y, np.ones((300, 1)), representation=rep, features=X).fit()
     >>> bool(res.bse[0] > res.bse_naive[0])
     True
-"""
+""")
 
     def __init__(self, endog, exog=None, missing: str = "none", hasconst=None, *,
                  representation=None, features=None, pretrain_index=None, **kwargs):
         self._check_kwargs(kwargs, error=True)
-        if representation is None:
-            _reject_orphans(features, pretrain_index)
-            super().__init__(endog, exog, missing=missing, hasconst=hasconst, **kwargs)
-            return
-        endog, exog, _, state = self._array_inputs(
-            endog, exog, representation, features, pretrain_index, missing, {})
-        super().__init__(endog, exog, missing=missing, hasconst=hasconst, **kwargs)
-        self._attach_two_stage(**state)
+        self._init_two_stage(endog, exog, representation=representation, features=features,
+                             pretrain_index=pretrain_index, missing=missing,
+                             hasconst=hasconst, **kwargs)
 
     @property
     def _results_class(self):

@@ -265,7 +265,9 @@ class PCA(Representation):
         ``N_l = (K_{u_l} E) diag(w_l) E'`` and ``w_{lj} = 1/(lambda_l - lambda_j)`` on
         the horizontal pairs. Hence one product ``X_chunk P`` with the
         ``p x (k + r + k r)`` matrix ``P = [U, K_mu', N_0', ..., N_{k-1}']`` gives the
-        chunk: cost ``O(m p k r)``, memory ``O(chunk (k + 1) r)``.
+        chunk: cost ``O(m p k r)``. Chunks are shortened (to no fewer than 64 rows) so
+        that ``X_chunk P`` holds no more numbers than ``X_chunk``: memory ``O(chunk p)``
+        however many functionals ``r`` are contracted.
         """
         self._check_fitted()
         K = np.atleast_2d(np.asarray(K, dtype=float))
@@ -280,9 +282,10 @@ class PCA(Representation):
         P = np.hstack([E[:, :k], K_mu.T] + [n.T for n in N])
         offset = self.mean_ @ P
         X = self.pretrain_data_
-        buffer = np.empty((min(chunk_rows, X.shape[0]), P.shape[1]))  # reused by each chunk
-        for start in range(0, X.shape[0], chunk_rows):
-            stop = min(start + chunk_rows, X.shape[0])
+        rows = min(chunk_rows, max(64, chunk_rows * p // P.shape[1]))
+        buffer = np.empty((min(rows, X.shape[0]), P.shape[1]))  # reused by each chunk
+        for start in range(0, X.shape[0], rows):
+            stop = min(start + rows, X.shape[0])
             T = np.matmul(X[start:stop], P, out=buffer[:stop - start])
             T -= offset
             s = T[:, :k]

@@ -1,5 +1,9 @@
 """Two-stage results: statsmodels results whose default covariance includes the first stage."""
 from .base import TwoStageResultsMixin
+from .discrete import TwoStageLogitResults, TwoStagePoissonResults, TwoStageProbitResults
+from .glm import TwoStageGLMResults
 from .linear import TwoStageOLSResults, TwoStageRegressionResults
 
-__all__ = ["TwoStageResultsMixin", "TwoStageOLSResults", "TwoStageRegressionResults"]
+__all__ = ["TwoStageResultsMixin", "TwoStageOLSResults", "TwoStageRegressionResults",
+           "TwoStageGLMResults", "TwoStageLogitResults", "TwoStageProbitResults",
+           "TwoStagePoissonResults"]

@@ -6,6 +6,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from ..bootstrap import BootstrapDraws
 from ..covariance import CovarianceSpec, TwoStageCovariance, VarianceParts
 from ..hypotheses import parse_constraints
 from ..invariance import (check_invariant, gauge_free_terms, invariant_tests_frame,
@@ -13,7 +14,11 @@ from ..invariance import (check_invariant, gauge_free_terms, invariant_tests_fra
 from ..prediction import PredictionResults
 from ..summary import extend_summary, extend_summary2
 
-__all__ = ["TwoStageResultsMixin"]
+__all__ = ["TwoStageResultsMixin", "WRAP_ATTRS", "WRAP_METHODS"]
+
+#: What the pandas wrappers of two-stage results add to their statsmodels parents'.
+WRAP_ATTRS = {"bse_naive": "columns"}
+WRAP_METHODS = {"cov_params_naive": "cov"}
 
 
 class TwoStageResultsMixin:
@@ -28,7 +33,8 @@ class TwoStageResultsMixin:
 
     @classmethod
     def from_statsmodels(cls, sm_results, spec: CovarianceSpec,
-                         covariance: TwoStageCovariance, use_t: bool | None):
+                         covariance: TwoStageCovariance, use_t: bool | None,
+                         bootstrap: BootstrapDraws | None = None):
         """Re-class a fitted statsmodels result and install the two-stage covariance."""
         base = getattr(sm_results, "_results", sm_results)
         obj = cls.__new__(cls)
@@ -45,6 +51,15 @@ class TwoStageResultsMixin:
                 f"({type(covariance.representation).__name__}, "
                 f"m={covariance.representation.nobs_}) term.")}
             obj.use_t = bool(use_t) if use_t is not None else False
+        elif spec.cov_type == "bootstrap":
+            obj.cov_params_default = bootstrap.cov()
+            obj.cov_type = "bootstrap"
+            obj.cov_kwds = {"description": (
+                f"Two-sample bootstrap standard errors ({spec.reps} replicates; pre-training "
+                "and labeled rows resampled, representation refitted and aligned to the "
+                "estimate's gauge).")}
+            obj.use_t = bool(use_t) if use_t is not None else False
+        obj._bootstrap = bootstrap
         obj._cache = {}
         return cls._wrapper_class(obj)
 
@@ -199,15 +214,8 @@ class TwoStageResultsMixin:
         features : array_like (n0, p), optional
             Raw features of the new rows (array models only).
         """
-        design, raw, labels = self.model._new_design(exog, features, transform)
+        design, var, labels = self._linear_prediction(exog, features, transform)
         mean = design @ np.asarray(self.params)
-        if self.cov_type == "two-stage":
-            beta_rep = np.asarray(self.params)[self.model.rep_cols]
-            G = self.model.representation.feature_vjp(
-                raw, np.broadcast_to(beta_rep, (raw.shape[0], beta_rep.size)), per_row=True)
-            var = self._covariance.parts(design, G, diag=True).total
-        else:
-            var = np.einsum("ij,jk,ik->i", design, self._cov_naive, design)
         in_sample = exog is None and features is None
         if weights is None:
             weights = self.model.weights if in_sample else 1.0
@@ -216,6 +224,64 @@ class TwoStageResultsMixin:
             row_labels = self.model.data.row_labels if in_sample else labels
         df = self.df_resid if self.use_t else None
         return PredictionResults(mean, var, var_resid, df=df, row_labels=row_labels)
+
+    def _linear_prediction(self, exog, features, transform):
+        """Design rows ``w(x0)``, variances of ``w(x0)' beta_hat`` and row labels of new rows.
+
+        The variance follows ``cov_type``: the two-stage delta method on the stacked
+        influence (new features move with ``theta_hat``, THEORY.md §3.4), the bootstrap
+        replicates, or naive (statsmodels' ``w0' Cov w0``).
+        """
+        design, raw, labels = self.model._new_design(exog, features, transform)
+        if self.cov_type == "two-stage":
+            beta_rep = np.asarray(self.params)[self.model.rep_cols]
+            G = self.model.representation.feature_vjp(
+                raw, np.broadcast_to(beta_rep, (raw.shape[0], beta_rep.size)), per_row=True)
+            var = self._covariance.parts(design, G, diag=True).total
+        elif self.cov_type == "bootstrap":
+            var = self._bootstrap_linear_predictions(design, raw).var(axis=0, ddof=1)
+        else:
+            var = np.einsum("ij,jk,ik->i", design, self._cov_naive, design)
+        return design, var, labels
+
+    def _bootstrap_linear_predictions(self, design, raw) -> np.ndarray:
+        """Linear predictor of each replicate (reps, n0): its features move with it."""
+        rows = []
+        for params, rep in zip(self._bootstrap.params, self._bootstrap.representations):
+            moved = design.copy()
+            moved[:, self.model.rep_cols] = rep._transform(raw)
+            rows.append(moved @ params)
+        return np.asarray(rows)
+
+    def conf_int(self, alpha: float | None = None, *, method: str = "wald"):
+        """Confidence intervals; ``method="percentile"`` for bootstrap results.
+
+        Parameters
+        ----------
+        alpha : float, optional
+            1 - coverage; defaults to 0.05 (or ``cov_kwds["alpha"]`` of a bootstrap fit).
+        method : {"wald", "percentile"}
+            ``"wald"``: estimate +- quantile x SE from ``cov_params()``.
+            ``"percentile"``: quantiles of the bootstrap replicates (``cov_type="bootstrap"``
+            only).
+        """
+        if alpha is None:
+            alpha = self._spec.alpha
+        if method == "wald":
+            return super().conf_int(alpha=alpha)
+        if method != "percentile":
+            raise ValueError(f"method must be 'wald' or 'percentile'; got {method!r}.")
+        if self._bootstrap is None:
+            raise ValueError("Percentile intervals need bootstrap replicates: fit with "
+                             "cov_type='bootstrap'.")
+        return np.quantile(self._bootstrap.params, [alpha / 2, 1 - alpha / 2], axis=0).T
+
+    @property
+    def bootstrap_params(self) -> np.ndarray:
+        """Coefficients of each bootstrap replicate (reps, d); ``cov_type="bootstrap"`` only."""
+        if self._bootstrap is None:
+            raise AttributeError("bootstrap_params exists only after fit(cov_type='bootstrap').")
+        return self._bootstrap.params
 
     # ---------------------------------------------------------------- summary
     def summary(self, *args, **kwargs):

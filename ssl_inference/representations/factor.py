@@ -1,0 +1,764 @@
+r"""Maximum-likelihood factor analysis and probabilistic PCA, with horizontal influence.
+
+The model (THEORY.md §4.3) for a raw row ``x`` in R^p is
+
+.. math::
+
+    x = \mu + \Lambda h + e, \qquad h \sim N(0, I_k), \qquad e \sim N(0, \Psi),
+
+so ``x ~ N(mu, Sigma)`` with ``Sigma = Lambda Lambda' + Psi``. ``Psi`` is diagonal
+(factor analysis) or ``s^2 I`` (probabilistic PCA). The likelihood depends on
+``Lambda`` only through ``Lambda Lambda'``, so it is invariant under
+``Lambda -> Lambda Q'`` for every orthogonal ``Q``: the group is ``O(k)``.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+from scipy import linalg, optimize
+
+from .._validation import as_float_matrix
+from ..exceptions import ConvergenceWarning, IdentificationWarning
+from ..symmetry import Orthogonal
+from .base import DEFAULT_CHUNK_ROWS, Representation
+
+__all__ = ["FactorModel"]
+
+#: Unique variance below this fraction of the raw variance: a Heywood case.
+HEYWOOD_RATIO = 1e-3
+#: Lower bound of ``psi_i / S_ii`` in the optimiser (the Heywood boundary, numerically).
+PSI_FLOOR = 1e-6
+#: ``Lambda' Psi^-1 Lambda`` diagonal entries below this: a factor with zero loadings.
+ZERO_FACTOR = 1e-8
+#: Jacobi-scaled condition number of the horizontal Hessian below this: not identified.
+SINGULAR_HESSIAN = 1e-10
+#: Newton refinement: at most this many steps, stop at this scale-free gradient size.
+NEWTON_STEPS = 30
+NEWTON_GTOL = 1e-13
+#: A scale-free gradient above this after refinement means no stationary point.
+STATIONARY_GTOL = 1e-6
+
+
+class FactorModel(Representation):
+    r"""Factor scores learned by maximum likelihood on a pre-training sample.
+
+    ``theta = (mu, Lambda, Psi)``, reported as
+    ``params_ = [mean_, components_.ravel(), noise_variance_]`` with
+    ``components_ = Lambda'`` (k, p) and ``noise_variance_`` the ``p`` unique variances
+    (``noise="diagonal"``) or the single ``s^2`` (``noise="isotropic"``). Features are
+    the factor scores ``phi(x; theta) = W (x - mu)`` with
+
+    * ``scores="regression"`` (Thomson): ``W = Lambda' Sigma^{-1}
+      = (I + M)^{-1} Lambda' Psi^{-1}``, the posterior mean ``E[h | x]``;
+    * ``scores="bartlett"``: ``W = M^{-1} Lambda' Psi^{-1}``, the GLS estimate of ``h``,
+
+    where ``M = Lambda' Psi^{-1} Lambda``.
+
+    Parameters
+    ----------
+    n_factors : int
+        Number of factors ``k``. With diagonal noise the model must have no more free
+        parameters than the ``p(p+1)/2`` covariances (Ledermann bound
+        ``(p - k)^2 >= p + k``); with isotropic noise ``1 <= k < p``.
+    noise : {"diagonal", "isotropic"}
+        ``Psi`` diagonal (factor analysis) or ``s^2 I`` (probabilistic PCA, Tipping &
+        Bishop 1999, whose ML estimate is closed form).
+    scores : {"regression", "bartlett"}
+        Which factor scores are the features. Both move by ``Q`` when the loadings are
+        rotated (see Notes), so invariant results do not depend on the choice of gauge.
+    n_init : int
+        Starts of the optimiser (diagonal noise): Joreskog's start
+        ``psi_i = (1 - k / 2p) / (S^{-1})_ii`` and ``n_init - 1`` random ones; the fit
+        with the largest log-likelihood is kept.
+    max_iter : int
+        Maximum SLSQP iterations per start.
+    tol : float
+        SLSQP stops when the per-row profile negative log-likelihood (in
+        ``log(psi_i / S_ii)``) changes by less than ``tol``. The best start is then
+        refined by Newton steps on the full likelihood to a gradient ~1e-13.
+    random_state : int, Generator or None
+        Seed of the random starts (the default 0 makes fits reproducible).
+    feature_prefix : str
+        Prefix of the feature names (``"f"`` gives ``f0, f1, ...``).
+
+    Attributes
+    ----------
+    mean_ : ndarray (p,)
+    components_ : ndarray (k, p)
+        ``Lambda'`` in the reported gauge (moved by :meth:`act`).
+    noise_variance_ : ndarray (p,)
+        Unique variances ``diag(Psi)`` (all equal to ``s^2`` when isotropic).
+    loglike_ : float
+        Gaussian log-likelihood ``sum_i log N(x_i; mu, Sigma)`` at the estimate.
+    n_iter_ : int
+        SLSQP iterations of the kept start (0 for the closed-form PPCA).
+    converged_ : bool
+    heywood_ : ndarray of int
+        Raw features whose unique variance is at the boundary zero (Heywood cases).
+    rotation_ : ndarray (k, k)
+        ``components_ = rotation_ @ (components in the gauge)``; identity after ``fit``.
+
+    Notes
+    -----
+    **Fit.** With ``S`` the (1/m) sample covariance, ``mu_hat = x_bar`` and, for
+    diagonal noise, the loadings are profiled out (Joreskog 1967): for fixed ``Psi``
+    let ``d_j, u_j`` be the eigenpairs of ``Psi^{-1/2} S Psi^{-1/2}``; then
+    ``Lambda = Psi^{1/2} U_k (D_k - I)_+^{1/2}`` and the per-row negative profile
+    log-likelihood (without constants) is
+
+    .. math::
+
+        F(\Psi) = \tfrac12 \Big[\sum_i \log \psi_i + \sum_{j \le k} (\log d_j^+
+                 + d_j / d_j^+) + \sum_{j > k} d_j\Big], \qquad d^+ = \max(d, 1),
+
+    with gradient ``dF / d log psi_i = -1/2 sum_j u_ij^2 (d_j - 1)`` over the
+    ``j > k`` (and any ``j <= k`` with ``d_j <= 1``). It is minimised by SLSQP
+    over ``log(psi_i / S_ii)`` (scale-free), then refined by Newton steps on the full
+    log-likelihood in the horizontal space (below). For isotropic noise the ML
+    estimate is closed form: ``s^2`` is the mean of the ``p - k`` smallest eigenvalues
+    of ``S`` and ``Lambda = U_k (L_k - s^2 I)^{1/2}``.
+
+    **Gauge.** ``M = Lambda' Psi^{-1} Lambda`` is diagonal with decreasing entries
+    (factors ordered by signal-to-noise ratio), and each column of ``Lambda`` is
+    signed so that its entry of largest absolute value (the first, on ties) is
+    positive. For PPCA this is the principal-axes solution.
+
+    **Symmetry.** ``g = Q`` in ``O(k)`` acts as ``Lambda -> Lambda Q'``, i.e.
+    ``components_ -> Q components_``. ``Sigma`` is unchanged and both kinds of scores
+    move by ``phi -> Q phi``: ``rho(Q) = Q`` (:class:`~ssl_inference.symmetry.
+    Orthogonal`). The rows of ``components_`` are the alignment coordinates.
+
+    **Influence.** Per row, with ``v = x - mu``, ``P = Sigma^{-1}``, ``a = P v`` and
+    ``E_x = P v v' P - P``, the log-likelihood score is
+
+    .. math::
+
+        s_\mu = a, \qquad s_\Lambda = E_x \Lambda \;(= a (\Lambda' a)' - P\Lambda),
+        \qquad s_{\psi_i} = \tfrac12 (a_i^2 - P_{ii})
+
+    (``s_{s^2} = sum_i s_{psi_i}`` for PPCA). The average Hessian ``H`` at the MLE
+    (``mu_hat = x_bar``, so the mean block is ``-P`` and decoupled) is, for
+    directions with ``dSigma_a = dLambda_a Lambda' + Lambda dLambda_a' + dPsi_a``,
+
+    .. math::
+
+        H_{ab} = -\operatorname{tr}(P\, d\Sigma_a\, T\, d\Sigma_b)
+                 + \tfrac12 \operatorname{tr}(P\, d\Sigma_a\, P\, d\Sigma_b)
+                 + \operatorname{tr}(E\, d\Lambda_a\, d\Lambda_b'),
+        \qquad T = P S P, \; E = T - P,
+
+    assembled in closed form. ``H`` is singular exactly on the vertical space
+    ``{(0, Lambda A, 0) : A' = -A}`` (``k(k-1)/2`` directions). With ``V`` an
+    orthonormal basis of it and ``Pi = I - V V'``, the horizontal influence is the
+    sandwich (no Gaussian assumption)
+
+    .. math::
+
+        IF(x) = -H^{+} s(x), \qquad H^{+} = \Pi\,(\Pi H \Pi - V V')^{-1}\,\Pi,
+
+    the null space being removed explicitly. The unconstrained ``Lambda`` makes the
+    average score exactly zero at the MLE, so no curvature term is needed
+    (THEORY.md §2). Rows sum to zero over the pre-training sample and are orthogonal
+    to ``V``; their contamination derivative is that of the Procrustes-aligned refit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import ssl_inference as ssi
+    >>> rng = np.random.default_rng(0)
+    >>> Lam = np.array([[1.0, 0.0], [0.8, 0.3], [0.6, -0.5], [0.0, 1.0], [0.4, 0.7],
+    ...                 [0.7, 0.2]])
+    >>> X_pre = rng.normal(size=(800, 2)) @ Lam.T + 0.5 * rng.normal(size=(800, 6))
+    >>> fa = ssi.FactorModel(n_factors=2).fit(X_pre)
+    >>> fa.transform(X_pre[:3]).shape
+    (3, 2)
+    >>> list(fa.get_feature_names_out()), fa.symmetry_.symbol
+    (['f0', 'f1'], 'O(2)')
+    >>> M = fa.components_ / fa.noise_variance_ @ fa.components_.T   # the gauge
+    >>> bool(abs(M[0, 1]) < 1e-8 and M[0, 0] > M[1, 1])
+    True
+    """
+
+    gauge_convention = ("Lambda' Psi^-1 Lambda diagonal with decreasing entries; each "
+                        "loading column's largest-|loading| entry positive")
+
+    def __init__(self, n_factors: int, *,
+                 noise: Literal["diagonal", "isotropic"] = "diagonal",
+                 scores: Literal["regression", "bartlett"] = "regression",
+                 n_init: int = 3, max_iter: int = 1000, tol: float = 1e-12,
+                 random_state: int | np.random.Generator | None = 0,
+                 feature_prefix: str = "f"):
+        self.n_factors = n_factors
+        self.noise = noise
+        self.scores = scores
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.feature_prefix = feature_prefix
+
+    @property
+    def n_features_out_(self) -> int:
+        return int(self.n_factors)
+
+    # ------------------------------------------------------------------------ fit
+    def fit(self, X, y=None) -> "FactorModel":
+        """Fit the factor model by maximum likelihood on the pre-training rows ``X`` (m, p).
+
+        Warns (``ConvergenceWarning``) when the optimiser stops before convergence and
+        (``IdentificationWarning``) on Heywood cases, factors with zero loadings and a
+        singular horizontal Hessian; in these cases the standard errors are not valid.
+        """
+        self._check_hyperparameters()
+        arr = as_float_matrix(X, "X_pre")
+        m, p = arr.shape
+        k = self.n_factors
+        self._check_n_factors(k, p)
+        if m < 2:
+            raise ValueError(f"X_pre needs at least 2 rows to estimate a covariance; got {m}.")
+        mean = arr.mean(axis=0)
+        S = np.zeros((p, p))
+        for start in range(0, m, DEFAULT_CHUNK_ROWS):
+            block = arr[start:start + DEFAULT_CHUNK_ROWS] - mean
+            S += block.T @ block
+        S /= m
+        sd = np.sqrt(np.diag(S))
+        constant = np.flatnonzero(sd <= 1e-12 * max(sd.max(), np.finfo(float).tiny))
+        if constant.size:
+            raise ValueError(
+                f"X_pre column(s) {constant.tolist()} are constant: a factor model needs a "
+                "positive variance for every raw feature. Drop these columns."
+            )
+        if self.noise == "isotropic":
+            L, psi, n_iter, converged = _ppca_closed_form(S, k)
+            heywood = np.array([], dtype=int)
+        else:
+            R = S / np.outer(sd, sd)
+            L, psi, n_iter, converged = self._maximise_likelihood(R, k)
+            heywood = np.flatnonzero(psi < HEYWOOD_RATIO)
+            if converged and not heywood.size:
+                L, psi, gnorm = _newton_refine(R, L, psi)
+                if gnorm > STATIONARY_GTOL:
+                    converged = False
+            L, psi = sd[:, None] * L, sd ** 2 * psi
+        L = _gauge(L, psi)
+        self._record_input_names(self, X)
+        self.n_features_in_ = p
+        self.nobs_ = m
+        self.mean_ = mean
+        self.components_ = L.T.copy()
+        self.noise_variance_ = psi
+        self.rotation_ = np.eye(k)
+        self.n_iter_ = n_iter
+        self.converged_ = converged
+        self.heywood_ = heywood
+        self.loglike_ = _gaussian_loglike(S, L, psi, m)
+        self.params_ = self._pack_params()
+        self.symmetry_ = Orthogonal(k)
+        self.pretrain_data_ = arr
+        self._sample_cov = S
+        self._hessian_pinv, cond = _horizontal_pinv(self._average_hessian(),
+                                                    self._vertical_basis())
+        self._warn(converged, heywood, cond)
+        return self
+
+    def _check_hyperparameters(self) -> None:
+        if self.noise not in ("diagonal", "isotropic"):
+            raise ValueError(f"noise must be 'diagonal' (factor analysis) or 'isotropic' "
+                             f"(probabilistic PCA); got {self.noise!r}.")
+        if self.scores not in ("regression", "bartlett"):
+            raise ValueError(f"scores must be 'regression' or 'bartlett'; got "
+                             f"{self.scores!r}.")
+        for name, low in (("n_init", 1), ("max_iter", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) \
+                    or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
+        if not (isinstance(self.tol, (int, float, np.floating)) and self.tol > 0):
+            raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
+
+    def _check_n_factors(self, k, p: int) -> None:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < p:
+            raise ValueError(
+                f"n_factors must be an integer with 1 <= n_factors < p = {p} (the number "
+                f"of raw features); got {k!r}."
+            )
+        if self.noise == "diagonal" and (p - k) ** 2 < p + k:
+            k_max = max(j for j in range(p) if (p - j) ** 2 >= p + j)
+            raise ValueError(
+                f"n_factors={k} is too many for p={p} raw features with diagonal noise: "
+                f"the model would have more free parameters than the {p * (p + 1) // 2} "
+                f"covariances it fits (Ledermann bound (p - k)^2 >= p + k allows "
+                f"k <= {k_max}), so the loadings are not identified. Use fewer factors or "
+                "noise='isotropic'."
+            )
+
+    def _maximise_likelihood(self, R: np.ndarray, k: int):
+        """Multi-start SLSQP on the profile likelihood of the correlation matrix ``R``.
+
+        SLSQP handles the bounds on ``log psi`` and, unlike L-BFGS-B (whose tiny BLAS
+        calls stall when the BLAS threads compete with other processes), costs the same
+        with any thread setting.
+        """
+        p = R.shape[0]
+        rng = np.random.default_rng(self.random_state)
+        bounds = [(np.log(PSI_FLOOR), np.log(2.0))] * p
+        try:
+            start = (1.0 - k / (2.0 * p)) / np.diag(np.linalg.inv(R))
+        except np.linalg.LinAlgError:
+            start = np.full(p, 0.5)
+        starts = [np.log(np.clip(start, 2 * PSI_FLOOR, 1.0))]
+        starts += [np.log(rng.uniform(0.05, 0.95, size=p)) for _ in range(self.n_init - 1)]
+        best = None
+        for t0 in starts:
+            res = optimize.minimize(_profile_objective, t0, args=(R, k), jac=True,
+                                    method="SLSQP", bounds=bounds,
+                                    options={"maxiter": self.max_iter, "ftol": self.tol})
+            if best is None or res.fun < best.fun:
+                best = res
+        psi = np.exp(best.x)
+        # status 9 = iteration limit; other stops (e.g. a line search limited by
+        # rounding near the optimum) are judged by the Newton refinement's gradient
+        converged = best.status != 9
+        return _profile_loadings(R, psi, k), psi, int(best.nit), converged
+
+    def _warn(self, converged: bool, heywood: np.ndarray, cond: float) -> None:
+        if not converged:
+            warnings.warn(
+                f"FactorModel did not converge (max_iter={self.max_iter}, tol={self.tol}): "
+                "the estimate is not a maximum of the likelihood, so features, influence "
+                "functions and two-stage standard errors are unreliable. Increase max_iter, "
+                "try more starts (n_init) or fewer factors.",
+                ConvergenceWarning, stacklevel=3)
+        if heywood.size:
+            warnings.warn(
+                f"Heywood case: the unique variance of raw feature(s) {heywood.tolist()} is "
+                f"at the boundary zero (psi_i / Var(x_i) < {HEYWOOD_RATIO:g}); the factors "
+                "explain these variables entirely. The ML estimate then sits on the edge of "
+                "the parameter space, where its influence function and the two-stage "
+                "standard errors are not valid. Usual causes: too many factors, a variable "
+                "that is (nearly) a combination of others, or few pre-training rows. Try "
+                "fewer factors, drop or combine the variable, or noise='isotropic'.",
+                IdentificationWarning, stacklevel=3)
+        # diag(Lambda' Psi^-1 Lambda): each factor's signal-to-noise ratio
+        strength = (self.components_ ** 2 / self.noise_variance_).sum(axis=1)
+        weak = np.flatnonzero(strength < ZERO_FACTOR)
+        if weak.size:
+            warnings.warn(
+                f"Factor(s) {weak.tolist()} have (numerically) zero loadings: the data "
+                f"support fewer than n_factors={self.n_factors} factors, and the zero "
+                "factors are not identified. Use fewer factors.",
+                IdentificationWarning, stacklevel=3)
+        elif cond < SINGULAR_HESSIAN and not heywood.size:
+            warnings.warn(
+                f"The log-likelihood Hessian is singular beyond the rotation directions "
+                f"(scaled condition number {cond:.2g}): the factor model is not locally "
+                "identified here, and its standard errors are unreliable. Use fewer "
+                "factors.", IdentificationWarning, stacklevel=3)
+
+    def _pack_params(self) -> np.ndarray:
+        psi = self.noise_variance_[:1] if self.noise == "isotropic" else self.noise_variance_
+        return np.concatenate([self.mean_, self.components_.ravel(), psi])
+
+    # ------------------------------------------------------------------- symmetry
+    def act(self, g) -> "FactorModel":
+        """A copy moved by ``Q = g`` in O(k): ``Lambda -> Lambda Q'``, features ``Q phi``.
+
+        ``Sigma``, the likelihood and every invariant result are unchanged; the
+        influence and VJP follow the moved loadings.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(500, 2)) @ rng.normal(size=(2, 6)) + rng.normal(size=(500, 6))
+        >>> fa = ssi.FactorModel(2).fit(X)
+        >>> Q = fa.symmetry_.sample(rng)
+        >>> moved = fa.act(Q)
+        >>> bool(np.allclose(moved.transform(X), fa.transform(X) @ Q.T))
+        True
+        """
+        self._check_fitted()
+        Q = self.symmetry_.rho(g)
+        moved = copy.copy(self)
+        moved.rotation_ = Q @ self.rotation_
+        moved.components_ = Q @ self.components_
+        moved.params_ = moved._pack_params()
+        # H is equivariant: H(T theta) = T H(theta) T' with T = blockdiag(I, Q (x) I_p, I)
+        T = np.eye(self.params_.size)
+        p, k = self.n_features_in_, self.n_factors
+        T[p:p + k * p, p:p + k * p] = np.kron(Q, np.eye(p))
+        moved._hessian_pinv = T @ self._hessian_pinv @ T.T
+        return moved
+
+    def alignment_coordinates(self) -> np.ndarray:
+        """Rows that move with ``rho(Q) = Q``: ``components_ = Lambda'`` (k, p)."""
+        self._check_fitted()
+        return self.components_
+
+    def get_covariance(self) -> np.ndarray:
+        """Fitted covariance ``Sigma = Lambda Lambda' + Psi`` (p, p).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(2)
+        >>> X = rng.normal(size=(500, 1)) @ [[1.0, 0.8, 0.6, 0.9]] + rng.normal(size=(500, 4))
+        >>> fa = ssi.FactorModel(1).fit(X)
+        >>> bool(np.allclose(np.diag(fa.get_covariance()), X.var(axis=0)))  # ML property
+        True
+        """
+        self._check_fitted()
+        return self.components_.T @ self.components_ + np.diag(self.noise_variance_)
+
+    # ------------------------------------------------------------------- features
+    def _precision_terms(self):
+        """``B = Lambda' Psi^-1`` (k, p), ``M = B Lambda`` and the score matrix
+        ``G = (I + M)^-1`` (regression) or ``M^-1`` (Bartlett), so ``W = G B``."""
+        L = self.components_.T
+        B = self.components_ / self.noise_variance_
+        M = B @ L
+        G = np.linalg.inv(M + np.eye(M.shape[0]) if self.scores == "regression" else M)
+        return B, M, (G + G.T) / 2
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        B, _, G = self._precision_terms()
+        return (X - self.mean_) @ (G @ B).T
+
+    def feature_vjp(self, X, C, *, per_row: bool = False) -> np.ndarray:
+        r"""Vector-Jacobian product of the factor scores ``phi = G B (x - mu)``.
+
+        With ``B = Lambda' Psi^{-1}``, ``M = B Lambda``, ``G = (I + M)^{-1}``
+        (regression) or ``M^{-1}`` (Bartlett), a cotangent ``c``, ``a = G c`` and the
+        residual ``r = v - Lambda phi`` (``v = x - mu``):
+
+        .. math::
+
+            \frac{\partial c'\phi}{\partial \mu} = -B'G c, \quad
+            \frac{\partial c'\phi}{\partial \Lambda} = \Psi^{-1}(r a' - \Lambda a \phi'),
+            \quad \frac{\partial c'\phi}{\partial \psi_i}
+                = -\frac{(\Lambda a)_i\, r_i}{\psi_i^2}
+
+        (from ``dG = -G dM G`` and ``dM = dB Lambda + B dLambda``); for PPCA the last
+        is summed over ``i``. Shapes as in :meth:`Representation.feature_vjp`.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(3)
+        >>> X = rng.normal(size=(300, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
+        >>> X = X + rng.normal(size=(300, 5))
+        >>> fa = ssi.FactorModel(1).fit(X)
+        >>> fa.feature_vjp(X[:4], np.ones((4, 1, 2))).shape   # q = 5 + 5 + 5
+        (15, 2)
+        """
+        self._check_fitted()
+        V = np.asarray(X, dtype=float) - self.mean_
+        C = np.asarray(C, dtype=float)
+        B, _, G = self._precision_terms()
+        L, psi = self.components_.T, self.noise_variance_
+        Phi = V @ (G @ B).T
+        Res = V - Phi @ L.T
+        n, k = Phi.shape
+        if per_row:
+            A = C @ G
+            LA = A @ L.T
+            grad_mu = -(C @ (G @ B))
+            grad_L = (A[:, :, None] * (Res / psi)[:, None, :]
+                      - Phi[:, :, None] * (LA / psi)[:, None, :])
+            grad_psi = -(LA * Res) / psi ** 2
+            if self.noise == "isotropic":
+                grad_psi = grad_psi.sum(axis=1, keepdims=True)
+            return np.hstack([grad_mu, grad_L.reshape(n, -1), grad_psi])
+        r = C.shape[2]
+        A = np.einsum("jnr,nl->jlr", C, G).reshape(n, k * r)
+        grad_mu = -(G @ B).T @ C.sum(axis=0)
+        Y = (Res.T @ A).reshape(-1, k, r)                      # sum_j r_ji A_jlr
+        T2 = (Phi.T @ A).reshape(k, k, r)                      # sum_j phi_jl A_jnr
+        grad_L = (Y / psi[:, None, None]).transpose(1, 0, 2) - np.einsum(
+            "in,lnr->lir", L / psi[:, None], T2)
+        grad_psi = -np.einsum("in,inr->ir", L, Y) / psi[:, None] ** 2
+        if self.noise == "isotropic":
+            grad_psi = grad_psi.sum(axis=0, keepdims=True)
+        return np.vstack([grad_mu, grad_L.reshape(-1, r), grad_psi])
+
+    # ------------------------------------------------------------------ influence
+    def loglike_score(self, X) -> np.ndarray:
+        r"""Per-row score ``d log N(x; mu, Sigma) / d theta`` in the ``params_`` layout (n, q).
+
+        ``s_mu = a``, ``s_Lambda' = (Lambda'a) a' - (P Lambda)'``,
+        ``s_psi = (a^2 - diag P) / 2`` with ``P = Sigma^{-1}`` and ``a = P (x - mu)``;
+        PPCA sums the last block. Averages to zero over the pre-training rows at the MLE.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(5)
+        >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
+        >>> X = X + rng.normal(size=(500, 5))
+        >>> fa = ssi.FactorModel(1).fit(X)
+        >>> bool(np.abs(fa.loglike_score(X).mean(axis=0)).max() < 1e-10)
+        True
+        """
+        self._check_fitted()
+        V = np.asarray(X, dtype=float) - self.mean_
+        L, psi = self.components_.T, self.noise_variance_
+        P = _inv_spd(L @ L.T + np.diag(psi))
+        A = V @ P
+        AL = A @ L
+        s_L = AL[:, :, None] * A[:, None, :] - (P @ L).T[None, :, :]
+        s_psi = 0.5 * (A ** 2 - np.diag(P))
+        if self.noise == "isotropic":
+            s_psi = s_psi.sum(axis=1, keepdims=True)
+        return np.hstack([A, s_L.reshape(len(V), -1), s_psi])
+
+    def influence(self, X) -> np.ndarray:
+        """Horizontal influence ``IF(x) = -H^+ s(x)`` of rows ``X`` (n, q), ``params_`` layout.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(7)
+        >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
+        >>> X = X + rng.normal(size=(500, 5))
+        >>> fa = ssi.FactorModel(1).fit(X)
+        >>> IF = fa.influence(X)
+        >>> IF.shape, bool(np.allclose(IF[:, :5], X - fa.mean_))
+        ((500, 15), True)
+        """
+        return -self.loglike_score(X) @ self._hessian_pinv
+
+    def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+                           ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Stream ``IF(X_pre[a:b]) K' = -s(X_chunk) (H^+ K')`` over the pre-training rows.
+
+        Cost ``O(m q r)`` and memory ``O(chunk_rows q)``: the ``q x q`` matrix ``H^+``
+        is applied once to ``K`` (r, q), never to every row.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(9)
+        >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
+        >>> fa = ssi.FactorModel(1).fit(X + rng.normal(size=(500, 5)))
+        >>> K = np.ones((2, fa.params_.size))
+        >>> [(a, b, B.shape) for a, b, B in fa.influence_contract(K, chunk_rows=300)]
+        [(0, 300, (300, 2)), (300, 500, (200, 2))]
+        """
+        self._check_fitted()
+        HK = -self._hessian_pinv @ np.atleast_2d(np.asarray(K, dtype=float)).T
+        X = self.pretrain_data_
+        for start in range(0, X.shape[0], chunk_rows):
+            stop = min(start + chunk_rows, X.shape[0])
+            yield start, stop, self.loglike_score(X[start:stop]) @ HK
+
+    def _vertical_basis(self) -> np.ndarray:
+        """Orthonormal basis (q, k(k-1)/2) of the orbit's tangent ``{(0, (Lambda A)', 0)}``."""
+        p = self.n_features_in_
+        trail = self.params_.size - p - self.components_.size
+        return _vertical_basis(self.components_.T, p, trail)
+
+    def _average_hessian(self) -> np.ndarray:
+        """Average log-likelihood Hessian at the fit, ``params_`` layout (q, q)."""
+        H = _loglike_hessian(self._sample_cov, self.components_.T, self.noise_variance_)
+        if self.noise == "isotropic":  # psi = s^2 1: chain rule (Sigma is linear in psi)
+            p = self.n_features_in_
+            Jmap = np.zeros((H.shape[0], H.shape[0] - p + 1))
+            Jmap[:-p, :-1] = np.eye(H.shape[0] - p)
+            Jmap[-p:, -1] = 1.0
+            H = Jmap.T @ H @ Jmap
+        return H
+
+
+# ------------------------------------------------------------------------- helpers
+def _inv_spd(A: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite matrix (Cholesky), symmetrised."""
+    inv = linalg.cho_solve(linalg.cho_factor(A), np.eye(A.shape[0]))
+    return (inv + inv.T) / 2
+
+
+def _profile_eigen(R: np.ndarray, psi: np.ndarray):
+    r = 1.0 / np.sqrt(psi)
+    d, U = np.linalg.eigh(R * np.outer(r, r))
+    return d[::-1], U[:, ::-1]
+
+
+def _profile_objective(t: np.ndarray, R: np.ndarray, k: int):
+    """Per-row negative profile log-likelihood (no constants) and its gradient in ``t``."""
+    d, U = _profile_eigen(R, np.exp(t))
+    dk = np.maximum(d[:k], 1.0)
+    f = 0.5 * (t.sum() + np.sum(np.log(dk) + d[:k] / dk) + d[k:].sum())
+    c = d - 1.0
+    c[:k] = np.where(d[:k] > 1.0, 0.0, c[:k])
+    return f, -0.5 * (U ** 2) @ c
+
+
+def _profile_loadings(R: np.ndarray, psi: np.ndarray, k: int) -> np.ndarray:
+    """``Lambda = Psi^{1/2} U_k (D_k - I)_+^{1/2}`` maximising the likelihood at fixed Psi."""
+    d, U = _profile_eigen(R, psi)
+    return np.sqrt(psi)[:, None] * U[:, :k] * np.sqrt(np.maximum(d[:k] - 1.0, 0.0))
+
+
+def _ppca_closed_form(S: np.ndarray, k: int):
+    """PPCA MLE (Tipping & Bishop 1999).
+
+    ``s^2`` is the mean of the ``p - k`` smallest eigenvalues of ``S`` and
+    ``Lambda = U_k (L_k - s^2 I)^{1/2}`` (principal axes: already in the gauge).
+    """
+    evals, evecs = np.linalg.eigh(S)
+    evals, evecs = evals[::-1], evecs[:, ::-1]
+    s2 = evals[k:].mean()
+    if s2 <= 1e-12 * evals[0]:
+        raise ValueError(
+            f"X_pre has only {int(np.sum(evals > 1e-12 * evals[0]))} non-degenerate "
+            f"directions, so the isotropic noise variance is zero with n_factors={k}; "
+            "choose fewer factors."
+        )
+    L = evecs[:, :k] * np.sqrt(np.maximum(evals[:k] - s2, 0.0))
+    return L, np.full(S.shape[0], s2), 0, True
+
+
+def _gauge(L: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """Rotate ``Lambda`` so ``Lambda' Psi^-1 Lambda`` is diagonal, decreasing; sign-fix columns."""
+    M = (L / psi[:, None]).T @ L
+    _, Vm = np.linalg.eigh((M + M.T) / 2)
+    L = L @ Vm[:, ::-1]
+    pivot = np.argmax(np.abs(L), axis=0)
+    signs = np.sign(L[pivot, np.arange(L.shape[1])])
+    return L * np.where(signs == 0, 1.0, signs)
+
+
+def _gaussian_loglike(S: np.ndarray, L: np.ndarray, psi: np.ndarray, m: int) -> float:
+    Sigma = L @ L.T + np.diag(psi)
+    _, logdet = np.linalg.slogdet(Sigma)
+    p = S.shape[0]
+    return float(-0.5 * m * (p * np.log(2 * np.pi) + logdet
+                             + np.trace(np.linalg.solve(Sigma, S))))
+
+
+def _loglike_gradient(S: np.ndarray, L: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """Average score in (Lambda' (k p), psi (p)) at ``mu = x_bar``.
+
+    ``(E Lambda)'`` and ``diag(E) / 2`` with ``E = P S P - P``, ``P = Sigma^{-1}``.
+    """
+    P = _inv_spd(L @ L.T + np.diag(psi))
+    E = P @ S @ P - P
+    return np.concatenate([(E @ L).T.ravel(), 0.5 * np.diag(E)])
+
+
+def _loglike_hessian(S: np.ndarray, L: np.ndarray, psi: np.ndarray) -> np.ndarray:
+    """Average log-likelihood Hessian in (mu, Lambda' (row-major), psi), at ``mu = x_bar``.
+
+    ``quad(A, B)`` is ``tr(A dSigma_a B dSigma_b)`` for the unit loading directions
+    ``a = (l, i)``, ``b = (n, j)`` (``dSigma_a = e_i lambda_l' + lambda_l e_i'``):
+    ``(AL)_in (BL)_jl + A_ij (L'BL)_ln + (L'AL)_ln B_ij + (AL)_jl (BL)_in``; the
+    loading/psi and psi/psi blocks are ``A_ij (BL)_jl + B_ij (AL)_jl`` and ``A_ij B_ij``.
+    """
+    p, k = L.shape
+    P = _inv_spd(L @ L.T + np.diag(psi))
+    T = P @ S @ P
+    E = T - P
+    PL, TL = P @ L, T @ L
+    LPL, LTL = L.T @ PL, L.T @ TL
+
+    def quad(A, AL, LAL, B, BL, LBL):
+        Q = (np.einsum("in,jl->linj", AL, BL) + np.einsum("ij,ln->linj", A, LBL)
+             + np.einsum("ln,ij->linj", LAL, B) + np.einsum("jl,in->linj", AL, BL))
+        return Q.reshape(k * p, k * p)
+
+    def cross(A, AL, B, BL):
+        return (np.einsum("ij,jl->lij", A, BL) + np.einsum("ij,jl->lij", B, AL)).reshape(
+            k * p, p)
+
+    H_LL = (-quad(P, PL, LPL, T, TL, LTL) + 0.5 * quad(P, PL, LPL, P, PL, LPL)
+            + np.kron(np.eye(k), E))
+    H_Lpsi = -cross(P, PL, T, TL) + 0.5 * cross(P, PL, P, PL)
+    H_psipsi = -(P * T) + 0.5 * (P * P)
+    q = p + k * p + p
+    H = np.zeros((q, q))
+    H[:p, :p] = -P
+    H[p:p + k * p, p:p + k * p] = (H_LL + H_LL.T) / 2
+    H[p:p + k * p, p + k * p:] = H_Lpsi
+    H[p + k * p:, p:p + k * p] = H_Lpsi.T
+    H[p + k * p:, p + k * p:] = H_psipsi
+    return H
+
+
+def _horizontal_pinv(H: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, float]:
+    r"""``H^+ = Pi (Pi H Pi - c V V')^{-1} Pi`` with ``Pi = I - V V'`` (V orthonormal).
+
+    ``H`` is negative semi-definite at a maximum with null space ``V``; the ``-c V V'``
+    term (``c`` = mean |diagonal|) fills that null space so the inverse exists, and the
+    outer projections remove it again. Also returns the smallest eigenvalue ratio of
+    the Jacobi-scaled ``-(Pi H Pi) + c V V'`` (near 0: not locally identified).
+    """
+    Pi = np.eye(H.shape[0]) - V @ V.T
+    Hh = Pi @ H @ Pi
+    Hh = (Hh + Hh.T) / 2
+    c = np.abs(np.diag(Hh)).mean()
+    N = -Hh + c * (V @ V.T)
+    scale = 1.0 / np.sqrt(np.abs(np.diag(N)))
+    w = np.linalg.eigvalsh(N * np.outer(scale, scale))
+    cond = float(w.min() / w.max())
+    w_full, U = np.linalg.eigh(N)
+    N_inv = (U / w_full) @ U.T
+    return -(Pi @ N_inv @ Pi), cond
+
+
+def _newton_refine(R: np.ndarray, L: np.ndarray, psi: np.ndarray):
+    """Newton steps on the full log-likelihood of ``R`` in (Lambda, psi), horizontal space.
+
+    A step is kept if every ``psi`` stays positive and the scale-free gradient
+    (``|grad_Lambda| * sd``, ``|grad_psi| * psi``; ``sd = 1`` for a correlation matrix)
+    decreases; the step is halved otherwise. Returns the refined point and its final
+    scale-free gradient size.
+    """
+    p, k = L.shape
+
+    def grad_size(L, psi):
+        g = _loglike_gradient(R, L, psi)
+        return g, max(np.abs(g[:k * p]).max(), np.abs(g[k * p:] * psi).max())
+
+    g, size = grad_size(L, psi)
+    for _ in range(NEWTON_STEPS):
+        if size < NEWTON_GTOL:
+            break
+        H = _loglike_hessian(R, L, psi)[p:, p:]
+        V = _vertical_basis(L, 0, p)
+        step = -_horizontal_pinv(H, V)[0] @ g
+        accepted = False
+        for _halving in range(30):
+            L_new = L + step[:k * p].reshape(k, p).T
+            psi_new = psi + step[k * p:]
+            if np.all(psi_new > 0):
+                g_new, size_new = grad_size(L_new, psi_new)
+                if size_new < size:
+                    L, psi, g, size, accepted = L_new, psi_new, g_new, size_new, True
+                    break
+            step = step / 2
+        if not accepted:
+            break
+    return L, psi, size
+
+
+def _vertical_basis(L: np.ndarray, lead: int, trail: int) -> np.ndarray:
+    """Orthonormal basis of the vertical directions ``(0_lead, (Lambda A)', 0_trail)``.
+
+    ``A`` runs over the antisymmetric basis of o(k); ``(Lambda A)' = A' Lambda'`` in the
+    row-major ``components_`` layout. Dependent directions (zero loadings) are dropped.
+    """
+    p, k = L.shape
+    q = lead + k * p + trail
+    if k < 2:
+        return np.zeros((q, 0))
+    cols = []
+    for A in Orthogonal(k).lie_algebra():
+        v = np.zeros(q)
+        v[lead:lead + k * p] = (A.T @ L.T).ravel()
+        cols.append(v)
+    U, s, _ = np.linalg.svd(np.column_stack(cols), full_matrices=False)
+    return U[:, s > 1e-12 * max(s.max(), np.finfo(float).tiny)]

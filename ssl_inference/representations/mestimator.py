@@ -1,0 +1,731 @@
+r"""A user-defined first stage: any M-estimator with a feature map (THEORY.md §4.5).
+
+The user supplies the per-row loss ``l(x; theta)`` (or an estimating function
+``psi(x; theta)``), the feature map ``phi(x; theta)``, the fitted ``theta_hat`` and the
+symmetry group; this module supplies everything second-stage inference needs: the
+horizontal influence ``IF(x) = -H_h^+ psi(x)``, the feature VJPs, the group action and
+alignment. Derivatives are taken by complex step when the user's functions allow it
+(checked on the data), else by central differences, unless analytic ones are given.
+
+:func:`horizontal_inverse` (the generalised inverse of the Hessian on the horizontal
+space) is shared with the built-in first stages that compute their Hessian analytically.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+from scipy import linalg, optimize
+
+from .._validation import as_float_matrix
+from ..exceptions import IdentificationWarning
+from ..symmetry import Group, Trivial
+from .base import DEFAULT_CHUNK_ROWS, Representation
+
+__all__ = ["MEstimatorRepresentation", "horizontal_inverse"]
+
+#: Complex-step increment: no subtraction, so any tiny value is exact to rounding.
+COMPLEX_STEP = 1e-20
+#: Central-difference step (relative to max(|theta_j|, 1)): eps^(1/3), optimal for O(h^2).
+CENTRAL_STEP = np.finfo(float).eps ** (1 / 3)
+#: Step of the outer difference when the inner derivative is itself a central difference.
+NESTED_STEP = np.finfo(float).eps ** (1 / 4)
+#: Numbers per feature-Jacobian block (rows x k x q) in ``feature_vjp``: ~16 MB.
+JACOBIAN_BLOCK = 2 ** 21
+#: Rows used to decide whether the user's functions are complex-step safe.
+PROBE_ROWS = 64
+#: |mean psi_j| / SE(mean psi_j) above this: ``theta_hat`` is not a root on the data.
+STATIONARITY_Z = 0.05
+
+def horizontal_inverse(hessian: np.ndarray, vertical: np.ndarray | None = None, *,
+                       rtol: float = 1e-10) -> tuple[np.ndarray, float]:
+    r"""Generalised inverse of a first-stage Hessian on the horizontal space.
+
+    With ``N`` an orthonormal basis of the orthogonal complement of the vertical
+    directions ``V`` (the tangent of the symmetry orbit), returns
+
+    .. math:: H_h^+ = N (H N)^+ ,
+
+    so that ``IF(x) = -H_h^+ psi(x)`` is horizontal and solves the linearised
+    estimating equations ``mean psi + H delta = 0`` within the horizontal slice. For
+    the gradient of an invariant loss (``H`` symmetric, ``H V = 0``) this is
+    ``N (N' H N)^{-1} N'``, the Moore-Penrose inverse of ``H`` with the vertical null
+    space removed explicitly; for a non-symmetric Jacobian of estimating equations
+    (``V`` empty) it is ``H^{-1}``.
+
+    Parameters
+    ----------
+    hessian : ndarray (q, q)
+        Mean derivative ``(1/m) sum_i d psi(x_i; theta) / d theta'`` at ``theta_hat``.
+    vertical : ndarray (q, r), optional
+        Vertical directions (need not be orthonormal; their span is used).
+    rtol : float
+        ``H`` restricted to the horizontal space counts as singular when its smallest
+        singular value is below ``rtol`` times its largest.
+
+    Returns
+    -------
+    inverse : ndarray (q, q)
+    reciprocal_condition : float
+        Smallest over largest singular value of ``H N``.
+
+    Raises
+    ------
+    ValueError
+        When ``H N`` is singular: the first stage is not identified beyond the declared
+        symmetry.
+
+    Examples
+    --------
+    >>> H = np.diag([2.0, 4.0, 0.0])                 # flat along the third axis
+    >>> Hinv, rcond = horizontal_inverse(H, np.array([[0.0], [0.0], [1.0]]))
+    >>> np.round(Hinv, 3)
+    array([[0.5 , 0.  , 0.  ],
+           [0.  , 0.25, 0.  ],
+           [0.  , 0.  , 0.  ]])
+    >>> float(rcond)
+    0.5
+    """
+    H = np.asarray(hessian, dtype=float)
+    q = H.shape[0]
+    N = horizontal_basis(q, vertical)
+    HN = H @ N
+    sv = np.linalg.svd(HN, compute_uv=False)
+    rcond = float(sv[-1] / sv[0]) if sv.size and sv[0] > 0 else 0.0
+    if N.shape[1] and rcond < rtol:
+        raise ValueError(
+            f"The first-stage Hessian restricted to the horizontal space is singular "
+            f"(smallest/largest singular value {rcond:.2e}, {N.shape[1]} horizontal "
+            f"directions): the pre-training loss is flat along a direction that the "
+            f"declared symmetry does not explain, so theta is not identified and has no "
+            f"influence function. Declare the missing symmetry (vertical directions), "
+            f"fix the redundant parameters, or use fewer features."
+        )
+    return N @ np.linalg.pinv(HN, rcond=rtol), rcond
+
+
+def horizontal_basis(q: int, vertical: np.ndarray | None) -> np.ndarray:
+    """Orthonormal basis (q, q - r) of the orthogonal complement of ``span(vertical)``."""
+    if vertical is None or np.size(vertical) == 0:
+        return np.eye(q)
+    U, s, _ = np.linalg.svd(np.asarray(vertical, dtype=float).reshape(q, -1))
+    rank = int(np.sum(s > 1e-10 * max(s[0], np.finfo(float).tiny)))
+    return U[:, rank:]
+
+
+def vertical_basis(q: int, vertical: np.ndarray | None) -> np.ndarray:
+    """Orthonormal basis (q, r) of ``span(vertical)`` (r = its numerical rank)."""
+    if vertical is None or np.size(vertical) == 0:
+        return np.zeros((q, 0))
+    U, s, _ = np.linalg.svd(np.asarray(vertical, dtype=float).reshape(q, -1),
+                            full_matrices=False)
+    return U[:, s > 1e-10 * max(s[0], np.finfo(float).tiny)]
+
+
+# --------------------------------------------------------------------------- numdiff
+def jacobian(f: Callable, theta: np.ndarray, method: str, step: float = CENTRAL_STEP
+             ) -> np.ndarray:
+    r"""``d f(theta) / d theta`` for an array-valued ``f``: shape ``f.shape + (q,)``.
+
+    ``method="complex"``: ``Im f(theta + i h e_j) / h`` (exact to rounding for analytic
+    ``f``); ``"central"``: ``(f(theta + h_j e_j) - f(theta - h_j e_j)) / (2 h_j)`` with
+    ``h_j = step * max(|theta_j|, 1)``.
+
+    Examples
+    --------
+    >>> f = lambda t: np.array([t[0] ** 2, t[0] * t[1]])
+    >>> jacobian(f, np.array([3.0, 2.0]), "complex")
+    array([[6., 0.],
+           [2., 3.]])
+    """
+    theta = np.asarray(theta, dtype=float)
+    cols = []
+    for j in range(theta.size):
+        if method == "complex":
+            t = theta.astype(complex)
+            t[j] += 1j * COMPLEX_STEP
+            cols.append(np.imag(f(t)) / COMPLEX_STEP)
+        else:
+            h = step * max(abs(theta[j]), 1.0)
+            up, down = theta.copy(), theta.copy()
+            up[j] += h
+            down[j] -= h
+            cols.append((np.asarray(f(up)) - np.asarray(f(down))) / (up[j] - down[j]))
+    return np.stack(cols, axis=-1)
+
+
+def complex_step_works(f: Callable, theta: np.ndarray) -> bool:
+    """Whether the complex step differentiates ``f`` correctly at ``theta``.
+
+    ``f`` fails when it raises on complex input, drops the imaginary part (a
+    ``ComplexWarning`` or a real result) or is not analytic (``abs``, ``conj``, ...):
+    the directional derivative along a fixed random direction must agree with a central
+    difference to 1e-6 of its size.
+
+    Examples
+    --------
+    >>> complex_step_works(lambda t: t ** 3, np.array([1.0, 2.0]))
+    True
+    >>> complex_step_works(lambda t: np.abs(t) ** 3, np.array([1.0, 2.0]))
+    False
+    """
+    theta = np.asarray(theta, dtype=float)
+    direction = np.random.default_rng(0).normal(size=theta.size)
+    direction /= np.linalg.norm(direction)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            base = np.asarray(f(theta), dtype=float)
+            out = np.asarray(f(theta + 1j * COMPLEX_STEP * direction))
+    except Exception:  # noqa: BLE001 - any failure on complex input means "not safe"
+        return False
+    if not np.iscomplexobj(out) or out.shape != base.shape:
+        return False
+    h = CENTRAL_STEP * max(np.abs(theta).max(initial=0.0), 1.0)
+    fd = (np.asarray(f(theta + h * direction)) - np.asarray(f(theta - h * direction))) / (2 * h)
+    cs = out.imag / COMPLEX_STEP
+    scale = np.abs(fd).max(initial=0.0) + 1e-8 * np.abs(base).max(initial=0.0) + 1e-300
+    same_value = np.allclose(out.real, base, rtol=1e-10,
+                             atol=1e-12 * np.abs(base).max(initial=1.0))
+    return bool(same_value and np.abs(cs - fd).max(initial=0.0) <= 1e-6 * scale)
+
+
+# --------------------------------------------------------------------------- class
+class MEstimatorRepresentation(Representation):
+    r"""A first stage defined by the user's loss (or estimating function) and feature map.
+
+    ``theta_hat`` minimises ``(1/m) sum_i l(x_i; theta)`` (or solves
+    ``sum_i psi(x_i; theta) = 0``); the features are ``phi(x; theta_hat)``. The group
+    ``G`` (``symmetry``) leaves the loss invariant and moves the features by
+    ``rho(g)``: ``phi(x; g.theta) = rho(g) phi(x; theta)`` (THEORY.md §2).
+
+    Parameters
+    ----------
+    loss : callable ``(X, theta) -> (n,)``, optional
+        Per-row loss, vectorised over the rows of ``X``. Exactly one of ``loss`` and
+        ``estimating_function`` is given.
+    estimating_function : callable ``(X, theta) -> (n, q)``, optional
+        Per-row estimating function ``psi(x; theta)`` (for a loss: its gradient).
+    transform : callable ``(X, theta) -> (n, k)``
+        The feature map. Stored as ``feature_map`` (``transform`` is the method that
+        applies it at ``theta_hat``).
+    params : array_like (q,)
+        ``theta_hat`` as fitted by the user, or the starting point when ``optimize``.
+    symmetry : Group, optional
+        How the features move (an :mod:`ssl_inference.symmetry` group acting on the k
+        features); default :class:`~ssl_inference.symmetry.Trivial`.
+    vertical : callable ``theta -> (q, r)``, optional
+        Vertical directions at ``theta`` (tangent of the orbit). Default: derived from
+        ``act`` and the group's Lie algebra (``d/dt act(theta, exp(t Omega))`` at 0) for
+        continuous groups, none for finite groups.
+    act : callable ``(theta, g) -> theta``, optional
+        The group action on the parameters; needed by :meth:`act`, alignment and the
+        aligned bootstrap.
+    score : callable ``(X, theta) -> (n, q)``, optional
+        Analytic per-row gradient of ``loss``.
+    hessian : callable ``(X, theta) -> (q, q)``, optional
+        Analytic MEAN over the rows of ``X`` of ``d psi(x; theta) / d theta'``.
+    feature_jacobian : callable ``(X, theta) -> (n, k, q)``, optional
+        Analytic ``d phi(x; theta) / d theta'`` per row.
+    optimize : bool or callable ``(X, params) -> theta``
+        False: ``params`` is ``theta_hat`` (it must be a root of the mean estimating
+        function on the data passed to :meth:`fit`). True: minimise the mean loss with
+        SciPy (BFGS, or a least-squares root of the mean estimating function) starting
+        at ``params``. A callable is the user's own fitting routine. Refitting (the
+        aligned bootstrap) needs True or a callable.
+    alignment : callable ``theta -> (k, c)`` or array_like (r, p), optional
+        Rows that move with ``rho(g)`` (used by :func:`ssl_inference.align`): a callable
+        returning them, or raw reference rows whose features are used. Default: the
+        features of the origin and of the points ``+-e_j``, ``phi([0; I_p; -I_p]; theta)'``
+        (their Gram matrix ``sum_j (x_j - mu)(x_j - mu)'`` is at least ``2 I`` for an
+        affine map, so matching is well conditioned).
+    n_features_in : int, optional
+        Number of raw columns the feature map takes, when it differs from the width of
+        the pre-training rows (e.g. paired views stored side by side).
+    numdiff : {"auto", "complex", "central"}
+        Numerical derivatives: ``"auto"`` uses the complex step for each function that
+        passes :func:`complex_step_works` on the data and central differences otherwise.
+    feature_prefix : str
+
+    Attributes
+    ----------
+    params_ : ndarray (q,)
+    hessian_ : ndarray (q, q)
+        Mean ``d psi / d theta'`` at ``theta_hat``.
+    vertical_ : ndarray (q, r)
+        Orthonormal basis of the vertical space at ``theta_hat``.
+    derivatives_ : dict
+        How the score, Hessian and feature Jacobian are differentiated.
+
+    Notes
+    -----
+    Horizontal influence (THEORY.md §2, §4.5), with ``N`` an orthonormal basis of the
+    complement of the vertical space and ``H = (1/m) sum_i d psi(x_i) / d theta'``:
+
+    .. math:: IF(x) = -N (H N)^+ \psi(x; \hat\theta)
+
+    (for an invariant loss ``N (N'HN)^{-1} N' psi``). :meth:`fit` checks that
+    ``theta_hat`` is a root (``|mean psi_j| <= 0.05 SE``), that the per-row scores of a
+    loss have no vertical component and that ``H V = 0`` (else the declared symmetry
+    does not leave the loss invariant), and that ``H`` is non-singular on the
+    horizontal space (else ``theta`` is not identified beyond the symmetry).
+
+    Precision: complex-step derivatives are exact to rounding; a Hessian from a loss
+    alone is a central difference of the complex-step gradient (relative error
+    ~1e-10); without complex-step safety the nested central differences give ~1e-6.
+
+    Examples
+    --------
+    Least squares on a location parameter, features ``x - theta``:
+
+    >>> import numpy as np, ssl_inference as ssi
+    >>> X = np.random.default_rng(0).normal(size=(200, 2)) + [1.0, -1.0]
+    >>> rep = ssi.MEstimatorRepresentation(
+    ...     loss=lambda X, t: ((X - t) ** 2).sum(axis=1),
+    ...     transform=lambda X, t: X - t, params=X.mean(axis=0))
+    >>> rep = rep.fit(X)
+    >>> rep.derivatives_["score"]
+    'complex step'
+    >>> bool(np.allclose(rep.influence(X[:3]), X[:3] - X.mean(axis=0)))
+    True
+    """
+
+    gauge_convention = ("theta_hat as supplied (params), or the optimiser's solution "
+                        "started from params; no further normalisation")
+
+    def __init__(self, *, loss: Callable | None = None,
+                 estimating_function: Callable | None = None,
+                 transform: Callable | None = None, params=None,
+                 symmetry: Group | None = None, vertical: Callable | None = None,
+                 act: Callable | None = None, score: Callable | None = None,
+                 hessian: Callable | None = None, feature_jacobian: Callable | None = None,
+                 optimize: bool | Callable = False, alignment=None,
+                 n_features_in: int | None = None,
+                 numdiff: Literal["auto", "complex", "central"] = "auto",
+                 feature_prefix: str = "f"):
+        self.loss = loss
+        self.estimating_function = estimating_function
+        self.feature_map = transform
+        self.params = params
+        self.symmetry = symmetry
+        self.vertical = vertical
+        self.act_on_params = act
+        self.score = score
+        self.hessian = hessian
+        self.feature_jacobian = feature_jacobian
+        self.optimize = optimize
+        self.alignment = alignment
+        self.n_features_in = n_features_in
+        self.numdiff = numdiff
+        self.feature_prefix = feature_prefix
+
+    def get_params(self) -> dict:
+        """Hyper-parameters as passed to ``__init__`` (``transform``, ``act`` included)."""
+        out = {name: getattr(self, name) for name in (
+            "loss", "estimating_function", "params", "symmetry", "vertical", "score",
+            "hessian", "feature_jacobian", "optimize", "alignment", "n_features_in",
+            "numdiff", "feature_prefix")}
+        out["transform"] = self.feature_map
+        out["act"] = self.act_on_params
+        return out
+
+    @property
+    def n_features_out_(self) -> int:
+        self._check_fitted()
+        return self._k
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y=None) -> "MEstimatorRepresentation":
+        """Evaluate (or optimise) ``theta_hat`` on the pre-training rows and linearise.
+
+        Parameters
+        ----------
+        X : array_like (m, p_pre)
+            Pre-training rows, passed as they are to ``loss`` / ``estimating_function``.
+
+        Returns
+        -------
+        self
+        """
+        self._check_hyperparameters()
+        arr = as_float_matrix(X, "X_pre")
+        m, width = arr.shape
+        if m < 2:
+            raise ValueError(f"X_pre needs at least 2 rows; got {m}.")
+        p = width if self.n_features_in is None else int(self.n_features_in)
+        theta = self._initial_theta(arr)
+        probe = arr[:PROBE_ROWS]
+        self._psi, self._hessian_at, derivatives = self._score_and_hessian(probe, theta)
+        phi = self._evaluate_features(probe[:, :p], theta)
+        k = phi.shape[1]
+        group = Trivial(k) if self.symmetry is None else self.symmetry
+        if not isinstance(group, Group) or group.k != k:
+            raise ValueError(
+                f"symmetry must be an ssl_inference.symmetry Group acting on the k = {k} "
+                f"features (e.g. Orthogonal({k}), SignFlips({k})); got {group!r}."
+            )
+        self._feature_jacobian_at, derivatives["features"] = self._feature_derivative(
+            probe[:, :p], theta)
+        solver_note = None
+        if self.optimize is not False:
+            theta, solver_note = self._optimise(arr, theta)
+        self._check_stationary(*self._psi_moments(arr, theta), m, solver_note)
+        V = vertical_basis(theta.size, self._vertical_directions(theta, group))
+        H = self._hessian_at(arr, theta)
+        self._check_vertical(arr, theta, H, V)
+        rtol = 1e-6 if "central differences of central" in derivatives["hessian"] else 1e-10
+        Hinv, rcond = horizontal_inverse(H, V, rtol=rtol)
+        if rcond < 1e-6:
+            warnings.warn(
+                f"The first-stage Hessian is nearly singular on the horizontal space "
+                f"(reciprocal condition {rcond:.1e}): theta is weakly identified and the "
+                "two-stage standard errors may be unreliable.",
+                IdentificationWarning, stacklevel=2)
+        self._record_input_names(self, X if self.n_features_in is None else None)
+        self.n_features_in_ = p
+        self.nobs_ = m
+        self.params_ = theta
+        self.symmetry_ = group
+        self.hessian_ = H
+        self.vertical_ = V
+        self.derivatives_ = derivatives
+        self.pretrain_data_ = arr
+        self._k = k
+        self._horizontal_inverse = Hinv
+        return self
+
+    def _check_hyperparameters(self) -> None:
+        if (self.loss is None) == (self.estimating_function is None):
+            raise ValueError(
+                "Give exactly one of loss= (per-row loss, (X, theta) -> (n,)) and "
+                "estimating_function= (per-row psi, (X, theta) -> (n, q))."
+            )
+        if not callable(self.feature_map):
+            raise TypeError("transform= must be a callable (X, theta) -> (n, k) feature map; "
+                            f"got {self.feature_map!r}.")
+        if self.score is not None and self.estimating_function is not None:
+            raise ValueError("score= is the analytic gradient of loss=; with "
+                             "estimating_function= it is redundant. Pass one of them.")
+        if self.numdiff not in ("auto", "complex", "central"):
+            raise ValueError(f"numdiff must be 'auto', 'complex' or 'central'; got "
+                             f"{self.numdiff!r}.")
+        if not (self.optimize is False or self.optimize is True or callable(self.optimize)):
+            raise TypeError("optimize must be False, True or a callable (X, params) -> theta.")
+        for name in ("vertical", "act_on_params", "score", "hessian", "feature_jacobian"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                label = "act" if name == "act_on_params" else name
+                raise TypeError(f"{label}= must be a callable; got {type(value).__name__}.")
+
+    def _initial_theta(self, X: np.ndarray) -> np.ndarray:
+        if self.params is None:
+            raise ValueError("params= (theta_hat, or the starting point with optimize=True) "
+                             "is required.")
+        theta = np.asarray(self.params, dtype=float)
+        if theta.ndim != 1 or theta.size == 0 or not np.all(np.isfinite(theta)):
+            raise ValueError(f"params must be a finite 1-D array (theta); got shape "
+                             f"{theta.shape}.")
+        return theta.copy()
+
+    # ------------------------------------------------------------- derivatives
+    def _choose(self, f: Callable, theta: np.ndarray, what: str) -> str:
+        """'complex' or 'central' for differentiating ``f`` at ``theta``."""
+        if self.numdiff == "central":
+            return "central"
+        works = complex_step_works(f, theta)
+        if self.numdiff == "complex" and not works:
+            raise ValueError(
+                f"numdiff='complex' but the {what} is not complex-step safe (it fails on "
+                "complex theta, drops the imaginary part, or uses abs/conj/max); write it "
+                "with analytic operations only or use numdiff='auto'."
+            )
+        return "complex" if works else "central"
+
+    def _score_and_hessian(self, probe: np.ndarray, theta: np.ndarray):
+        """Per-row psi and mean-Hessian routines, and how each is differentiated."""
+        user_psi = self.estimating_function or self.score
+        if user_psi is not None:
+            def psi(X, t):
+                return np.asarray(user_psi(X, t))
+            how = {"score": "estimating function" if self.estimating_function else "analytic"}
+            inner = None
+        else:
+            inner = self._choose(lambda t: self.loss(probe, t), theta, "loss")
+
+            def psi(X, t):
+                return jacobian(lambda s: self.loss(X, s), t, inner)
+            how = {"score": "complex step" if inner == "complex" else "central differences"}
+        out = psi(probe, theta)
+        if out.shape != (probe.shape[0], theta.size):
+            raise ValueError(
+                f"The estimating function (score) must return an array (n, q) = "
+                f"({probe.shape[0]}, {theta.size}) for n rows and q = len(params); got "
+                f"shape {out.shape}."
+            )
+        if self.hessian is not None:
+            how["hessian"] = "analytic"
+
+            def hessian(X, t):
+                return np.asarray(self.hessian(X, t), dtype=float)
+            return psi, hessian, how
+        if inner is None:
+            outer = self._choose(lambda t: psi(probe, t).sum(axis=0), theta,
+                                 "estimating function")
+            step = CENTRAL_STEP
+            how["hessian"] = "complex step" if outer == "complex" else "central differences"
+        else:
+            outer, step = "central", (CENTRAL_STEP if inner == "complex" else NESTED_STEP)
+            how["hessian"] = ("central differences of a complex-step gradient"
+                              if inner == "complex"
+                              else "central differences of central differences")
+
+        def hessian(X, t):
+            total = 0.0
+            for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
+                chunk = X[start:start + DEFAULT_CHUNK_ROWS]
+                total = total + jacobian(lambda s: psi(chunk, s).sum(axis=0), t, outer, step)
+            return total / X.shape[0]
+        return psi, hessian, how
+
+    def _evaluate_features(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        phi = np.asarray(self.feature_map(X, theta))
+        if phi.ndim != 2 or phi.shape[0] != X.shape[0] or phi.shape[1] < 1:
+            raise ValueError(
+                f"transform must return an array (n, k) with one row per input row; got "
+                f"shape {phi.shape} for {X.shape[0]} rows."
+            )
+        if np.iscomplexobj(phi) or not np.all(np.isfinite(phi)):
+            raise ValueError("transform returned complex or non-finite features at params.")
+        return phi
+
+    def _feature_derivative(self, probe: np.ndarray, theta: np.ndarray):
+        if self.feature_jacobian is not None:
+            return (lambda X, t: np.asarray(self.feature_jacobian(X, t), dtype=float),
+                    "analytic")
+        method = self._choose(lambda t: self.feature_map(probe, t), theta, "feature map")
+
+        def feature_jacobian(X, t):
+            return jacobian(lambda s: self.feature_map(X, s), t, method)
+        return feature_jacobian, ("complex step" if method == "complex"
+                                  else "central differences")
+
+    # ------------------------------------------------------------ fit checks
+    def _psi_moments(self, X: np.ndarray, theta: np.ndarray):
+        total = np.zeros(theta.size)
+        total_sq = np.zeros(theta.size)
+        for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
+            psi = self._psi(X[start:start + DEFAULT_CHUNK_ROWS], theta)
+            total += psi.sum(axis=0)
+            total_sq += (psi ** 2).sum(axis=0)
+        m = X.shape[0]
+        mean = total / m
+        rms = np.sqrt(total_sq / m)
+        sd = np.sqrt(np.maximum(total_sq / m - mean ** 2, 0.0))
+        return mean, sd, rms
+
+    @staticmethod
+    def _check_stationary(mean, sd, rms, m, solver_note: str | None) -> None:
+        se = sd / np.sqrt(m) + 1e-10 * rms.max(initial=0.0) + np.finfo(float).tiny
+        z = np.abs(mean) / se
+        if z.max() > STATIONARITY_Z:
+            j = int(np.argmax(z))
+            what = ("params is" if solver_note is None
+                    else f"the optimiser's solution ({solver_note}) is")
+            raise ValueError(
+                f"{what} not a root of the mean estimating function on these rows: "
+                f"|mean psi_{j}| = {abs(mean[j]):.3g} is {z[j]:.3g} standard errors from 0 "
+                f"(allowed: {STATIONARITY_Z}). The influence function is a linearisation at "
+                "the fitted theta, so it would be wrong here. Pass the fitted theta_hat for "
+                "exactly these rows, or optimize=True (or your own fitting callable) to fit "
+                "it inside fit(), which is also what refitting (the bootstrap) needs."
+            )
+
+    def _vertical_directions(self, theta: np.ndarray, group: Group) -> np.ndarray | None:
+        if self.vertical is not None:
+            V = np.asarray(self.vertical(theta), dtype=float)
+            if V.ndim == 1:
+                V = V[:, None]
+            if V.ndim != 2 or V.shape[0] != theta.size:
+                raise ValueError(f"vertical(theta) must return an array (q, r) with q = "
+                                 f"{theta.size}; got shape {V.shape}.")
+            return V
+        basis = group.lie_algebra()
+        if not basis:
+            return None
+        if self.act_on_params is None:
+            raise ValueError(
+                f"The symmetry {group.name} has {group.vertical_dim}-dimensional orbits; "
+                "give vertical= (theta -> q x r tangent directions of the orbit) or act= "
+                "(theta, g) -> theta, from which they are derived."
+            )
+        h = 1e-5
+        cols = []
+        for Omega in basis:
+            up = np.asarray(self.act_on_params(theta, linalg.expm(h * Omega)), dtype=float)
+            down = np.asarray(self.act_on_params(theta, linalg.expm(-h * Omega)), dtype=float)
+            cols.append((up - down) / (2 * h))
+        return np.column_stack(cols)
+
+    def _check_vertical(self, X, theta, H, V) -> None:
+        """The declared vertical space must be a null space of the loss."""
+        if V.shape[1] == 0:
+            return
+        HV = np.linalg.norm(H @ V) / max(np.linalg.norm(H), np.finfo(float).tiny)
+        if HV > 1e-3:
+            raise ValueError(
+                f"The declared vertical directions are not flat directions of the "
+                f"pre-training objective (|H V| / |H| = {HV:.2e}): the loss is not invariant "
+                "under the declared symmetry at theta_hat. Check symmetry=, vertical= / act=."
+            )
+        if self.loss is not None:
+            psi = self._psi(X[:DEFAULT_CHUNK_ROWS], theta)
+            share = np.linalg.norm(psi @ V) / max(np.linalg.norm(psi), np.finfo(float).tiny)
+            if share > 1e-5:
+                raise ValueError(
+                    f"The per-row scores have a vertical component (relative size "
+                    f"{share:.1e}), so the per-row loss is not invariant under the declared "
+                    "symmetry. Check symmetry=, vertical= / act=."
+                )
+
+    def _optimise(self, X: np.ndarray, theta0: np.ndarray) -> tuple[np.ndarray, str]:
+        """Fit theta on ``X`` from ``params``; returns it with a note on the solver."""
+        if callable(self.optimize):
+            theta = np.asarray(self.optimize(X, theta0.copy()), dtype=float)
+            if theta.shape != theta0.shape or not np.all(np.isfinite(theta)):
+                raise ValueError(f"optimize(X, params) must return a finite array of shape "
+                                 f"{theta0.shape}; got {theta.shape}.")
+            return theta, "user's optimize callable"
+        m = X.shape[0]
+
+        def mean_psi(t):
+            total = 0.0
+            for start in range(0, m, DEFAULT_CHUNK_ROWS):
+                total = total + self._psi(X[start:start + DEFAULT_CHUNK_ROWS], t).sum(axis=0)
+            return total / m
+
+        if self.loss is not None:
+            def mean_loss(t):
+                total = 0.0
+                for start in range(0, m, DEFAULT_CHUNK_ROWS):
+                    total += float(np.sum(self.loss(X[start:start + DEFAULT_CHUNK_ROWS], t)))
+                return total / m
+            result = optimize.minimize(mean_loss, theta0, jac=mean_psi, method="BFGS",
+                                       options={"gtol": 1e-10, "maxiter": 2000})
+            note = f"scipy BFGS: {result.message}"
+        else:
+            result = optimize.root(mean_psi, theta0, method="lm",
+                                   options={"xtol": 1e-14, "ftol": 1e-14})
+            note = f"scipy root (lm): {result.message}"
+        return np.asarray(result.x, dtype=float), note
+
+    # ------------------------------------------------------------------ symmetry
+    def act(self, g) -> "MEstimatorRepresentation":
+        r"""A copy moved by group element ``g``: ``theta -> act(theta, g)``.
+
+        With ``D = d act(theta, g) / d theta`` (complex step, else central differences),
+        the influence moves as ``IF -> D IF`` (the loss is invariant, so
+        ``psi(g.theta) = D^{-T} psi(theta)`` and ``H_h^+ -> D H_h^+ D'``); the features
+        become ``rho(g) phi``.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> from ssl_inference.symmetry import SignFlips
+        >>> X = np.random.default_rng(0).normal(size=(100, 1)) + 2.0
+        >>> rep = ssi.MEstimatorRepresentation(
+        ...     loss=lambda X, t: (X[:, 0] - t[0] ** 2) ** 2,
+        ...     transform=lambda X, t: t[0] * X, params=[np.sqrt(X.mean())],
+        ...     symmetry=SignFlips(1), act=lambda t, g: t * g).fit(X)
+        >>> moved = rep.act(np.array([-1.0]))
+        >>> bool(np.allclose(moved.transform(X), -rep.transform(X)))
+        True
+        """
+        self._check_fitted()
+        if isinstance(self.symmetry_, Trivial) or g is None:
+            return copy.copy(self)
+        if self.act_on_params is None:
+            raise NotImplementedError(
+                "This MEstimatorRepresentation has no act= (theta, g) -> theta, so it cannot "
+                "be moved along its symmetry orbit; alignment and the aligned bootstrap need "
+                "it. Pass act= when constructing it."
+            )
+        theta = self.params_
+
+        def moved_params(t):
+            return np.asarray(self.act_on_params(t, g))
+        D = jacobian(moved_params, theta,
+                     "complex" if complex_step_works(moved_params, theta) else "central")
+        moved = copy.copy(self)
+        moved.params_ = np.asarray(self.act_on_params(theta, g), dtype=float)
+        D_inv = np.linalg.inv(D)
+        moved.hessian_ = D_inv.T @ self.hessian_ @ D_inv
+        moved.vertical_ = vertical_basis(theta.size, D @ self.vertical_)
+        moved._horizontal_inverse = D @ self._horizontal_inverse @ D.T
+        return moved
+
+    def alignment_coordinates(self) -> np.ndarray:
+        """Rows that move with ``rho(g)`` (k, c): see the ``alignment`` parameter."""
+        self._check_fitted()
+        if callable(self.alignment):
+            return np.asarray(self.alignment(self.params_), dtype=float)
+        if self.alignment is not None:
+            return self._transform(self._validate_rows(self.alignment, "alignment")).T
+        p = self.n_features_in_
+        return self._transform(np.vstack([np.zeros(p), np.eye(p), -np.eye(p)])).T
+
+    # ------------------------------------------------------------------ features
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.feature_map(X, self.params_), dtype=float)
+
+    def feature_vjp(self, X, C, *, per_row: bool = False) -> np.ndarray:
+        r"""Vector-Jacobian product ``sum_j (d phi(x_j) / d theta)' c_j``.
+
+        The per-row Jacobians ``(rows, k, q)`` come from ``feature_jacobian`` or the
+        complex step / central differences of ``transform`` and are formed for blocks of
+        rows only (memory ``O(block k q)``, about 16 MB).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(50, 2))
+        >>> rep = ssi.MEstimatorRepresentation(
+        ...     loss=lambda X, t: ((X - t) ** 2).sum(axis=1),
+        ...     transform=lambda X, t: X - t, params=X.mean(axis=0)).fit(X)
+        >>> rep.feature_vjp(X[:5], np.ones((5, 2, 1)))[:, 0]      # d(x - t)/dt = -I
+        array([-5., -5.])
+        """
+        self._check_fitted()
+        X = np.asarray(X, dtype=float)
+        C = np.asarray(C, dtype=float)
+        q, k = self.params_.size, self._k
+        block = max(1, JACOBIAN_BLOCK // (k * q))
+        out = np.zeros((X.shape[0], q)) if per_row else np.zeros((q, C.shape[-1]))
+        for start in range(0, X.shape[0], block):
+            rows = slice(start, start + block)
+            J = self._feature_jacobian_at(X[rows], self.params_)
+            if per_row:
+                out[rows] = np.einsum("nkq,nk->nq", J, C[rows])
+            else:
+                out += np.einsum("nkq,nkr->qr", J, C[rows])
+        return out
+
+    # ----------------------------------------------------------------- influence
+    def influence(self, X) -> np.ndarray:
+        """Horizontal influence ``-N (H N)^+ psi(x; theta_hat)`` of pre-training-type rows (n, q).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(100, 2))
+        >>> rep = ssi.MEstimatorRepresentation(
+        ...     estimating_function=lambda X, t: X - t,
+        ...     transform=lambda X, t: X - t, params=X.mean(axis=0)).fit(X)
+        >>> bool(np.allclose(rep.influence(X), X - X.mean(axis=0)))
+        True
+        """
+        self._check_fitted()
+        X = np.asarray(X, dtype=float)
+        return -self._psi(X, self.params_) @ self._horizontal_inverse.T

@@ -1,0 +1,569 @@
+r"""Spectral contrastive pre-training (HaoChen et al. 2021; THEORY.md §4.2, paper §6.1).
+
+Positive pairs ``(x, x+)`` (two views of one unit) and negatives ``x-``; the features
+are ``phi(x; A) = A x`` with ``A`` in R^{k x d}, fitted by minimising the sample mean of
+
+.. math:: l(A; x, x^+, x^-) = -2 \langle Ax, Ax^+\rangle + \langle Ax, Ax^-\rangle^2 .
+
+The loss depends on ``A`` only through ``A'A``, so ``A`` is identified up to the
+orthogonal group ``O(k)`` acting on the left (features move by ``rho(Q) = Q``).
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from .._validation import as_float_matrix
+from ..exceptions import ConvergenceWarning, IdentificationWarning
+from ..symmetry import Orthogonal
+from .base import DEFAULT_CHUNK_ROWS, Representation
+from .mestimator import horizontal_inverse, vertical_basis
+
+__all__ = ["SpectralContrastive"]
+
+
+class SpectralContrastive(Representation):
+    r"""Linear features ``A x`` learned with the spectral contrastive loss.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of features ``k``, with ``1 <= k < d``.
+    negatives : {"auto", "permutation", "given"}
+        Where the negatives come from. ``"permutation"``: drawn inside :meth:`fit` from
+        the positive views of OTHER pairs (below); ``"given"``: passed as ``X_neg`` and
+        independent of the pairs; ``"auto"``: ``"given"`` when ``fit`` receives
+        ``X_neg``, else ``"permutation"``.
+    random_state : int
+        Seed of the negative draw (the fit is deterministic for equal data).
+    max_iter : int
+        Iterations of the trust-region refinement of the closed-form start.
+    feature_prefix : str
+        Prefix of the feature names (``sc0, sc1, ...``).
+
+    Attributes
+    ----------
+    components_ : ndarray (k, d)
+        ``A`` in the reported gauge (``params_ = A.ravel()``, row-major).
+    generalized_eigenvalues_ : ndarray (d,)
+        Eigenvalues of ``C = S^{-1/2} S_+ S^{-1/2}``, decreasing.
+    negatives_ : str
+        ``"permutation"`` or ``"given"``.
+    negative_index_ : ndarray (m,) of int or None
+        Permutation mode: the negative of pair ``i`` is ``X_pos[negative_index_[i]]``.
+    pretrain_data_ : ndarray (m, 2d) or (m, 3d)
+        The pre-training units in the single-array form of :meth:`fit`: pairs
+        ``[x, x+]`` (permutation mode) or triples ``[x, x+, x-]`` (given mode).
+    hessian_ : ndarray (q, q)
+        Mean Hessian of the loss at ``A`` (``q = k d``).
+
+    Notes
+    -----
+    **Negatives.** With ``negatives="permutation"`` the negative of pair ``i`` is the
+    positive view of pair ``sigma(i)``, where ``sigma`` is a uniformly random cyclic
+    derangement drawn from ``random_state`` (a random order ``pi`` of the rows; pair
+    ``pi_j`` gets the positive of pair ``pi_{j+1}``, cyclically): every pair lends its
+    positive view exactly once and never to itself, so ``x-`` is independent of
+    ``(x, x+)`` within each triple. The triples are then *not* independent of each
+    other (pair ``u`` appears in its own triple and as the negative of another), and
+    the usual i.i.d. sandwich would miss ``2 Cov(g_1(u), g_2(u))``, where ``g_1`` and
+    ``g_2`` are the expected scores of a pair used as anchor and as negative. The
+    influence of pre-training unit ``i`` is therefore its own share
+
+    .. math::
+
+        IF_i = -H_h^+ \left[ s(A; x_i, x_i^+, x_i^-) + \hat g_2(x_i^+) - \hat g_2(x_i^-)
+        \right], \qquad \hat g_2(b) = 2 A (b b' M \hat S + \hat S M b b'),
+
+    ``M = A'A``, ``\hat S = (1/m) sum x_i x_i'``. The added terms telescope (they sum to
+    zero over the sample), and the ``IF_i`` are uncorrelated across units, so
+    ``sum_i IF_i IF_i' / m^2`` estimates the variance of ``A_hat`` including the
+    randomness of the negative draw. With ``negatives="given"`` the triples are
+    treated as i.i.d. units and ``IF_i = -H_h^+ s(z_i)``; negatives that reuse positive
+    views of the sample are then wrong (a warning says so).
+
+    **Bootstrap.** :meth:`fit` also accepts one array of concatenated views, exactly
+    ``pretrain_data_``: ``clone().fit(pretrain_data_[rows])`` refits on resampled
+    units (and, in permutation mode, redraws the negatives), which is what the aligned
+    bootstrap does. A clone of a fitted ``negatives="auto"`` model has the resolved
+    mode, so the single-array layout is never ambiguous.
+
+    **Fit.** Start from the population solution computed on the sample: with
+    ``S = (1/m) sum x x'`` and ``S_+ = (1/2m) sum (x x+' + x+ x')``,
+    ``S^{1/2} A'A S^{1/2}`` is the truncation of ``C = S^{-1/2} S_+ S^{-1/2}`` to its
+    top-k (positive) eigenvalues, i.e. ``A_0 = diag(sqrt(lambda_{1..k})) W_k'`` with
+    ``W = S^{-1/2} V``. Then minimise the sample loss (a quartic in ``A``) by SciPy's
+    exact trust-region method with the analytic gradient and Hessian. ``A`` is
+    unconstrained, so the gradient is exactly zero at the optimum and the Euclidean
+    Hessian is the right curvature (THEORY.md §2, curvature caution).
+
+    **Gauge.** The rows of ``A`` are rotated so that ``A S A'`` (the features' second
+    moment) is diagonal with decreasing entries, and each row is signed so that its
+    entry of largest absolute value is positive.
+
+    **Influence.** Per-triple score, with ``c = <Ax, Ax->``,
+    ``s = -2[(Ax+) x' + (Ax) x+'] + 2c[(Ax-) x' + (Ax) x-']`` and mean Hessian
+    ``H = I_k (x) mean[-2(x x+' + x+ x') + 2c(x x-' + x- x')] + 2 mean[g g']``,
+    ``g = vec((Ax-) x' + (Ax) x-')``. The vertical space is ``{Omega A}`` (``Omega``
+    antisymmetric), ``H_h^+`` its horizontal inverse
+    (:func:`~ssl_inference.representations.mestimator.horizontal_inverse`).
+
+    Identification: a singular anchor second moment ``S`` (rank-deficient pair sample)
+    and fewer than ``k`` positive generalised eigenvalues are errors; a gap
+    ``lambda_k - max(lambda_{k+1}, 0)`` within two standard errors of zero gives an
+    :class:`~ssl_inference.IdentificationWarning`.
+
+    Examples
+    --------
+    >>> import numpy as np, ssl_inference as ssi
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(500, 4))
+    >>> c = np.array([0.9, 0.6, 0.2, 0.1])
+    >>> X_pos = c * X + np.sqrt(1 - c ** 2) * rng.normal(size=(500, 4))
+    >>> rep = ssi.SpectralContrastive(n_components=2).fit(X, X_pos)
+    >>> rep.transform(X[:3]).shape, rep.negatives_, str(rep.symmetry_)
+    ((3, 2), 'permutation', 'rotations O(2)')
+    >>> np.round(rep.generalized_eigenvalues_[:2], 1)
+    array([0.9, 0.6])
+    """
+
+    gauge_convention = ("rows of A rotated so that A S A' is diagonal, decreasing; "
+                        "largest-|entry| of each row positive")
+
+    def __init__(self, n_components: int, *,
+                 negatives: Literal["auto", "permutation", "given"] = "auto",
+                 random_state: int = 0, max_iter: int = 100, feature_prefix: str = "sc"):
+        self.n_components = n_components
+        self.negatives = negatives
+        self.random_state = random_state
+        self.max_iter = max_iter
+        self.feature_prefix = feature_prefix
+
+    @property
+    def n_features_out_(self) -> int:
+        return int(self.n_components)
+
+    def clone(self) -> "SpectralContrastive":
+        """An unfitted copy; ``negatives="auto"`` is resolved to the fitted mode."""
+        params = self.get_params()
+        if params["negatives"] == "auto" and hasattr(self, "negatives_"):
+            params["negatives"] = self.negatives_
+        return type(self)(**params)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, X_pos=None, X_neg=None) -> "SpectralContrastive":
+        """Fit ``A`` on positive pairs (and negatives).
+
+        Parameters
+        ----------
+        X : array_like or DataFrame (m, d)
+            Anchor views. Alternatively one array of concatenated views with
+            ``X_pos=None``: pairs ``[x, x+]`` (m, 2d) with ``negatives="permutation"``,
+            triples ``[x, x+, x-]`` (m, 3d) with ``negatives="given"``.
+        X_pos : array_like (m, d), optional
+            Positive views, row ``i`` paired with ``X[i]``.
+        X_neg : array_like (m, d), optional
+            Negatives, independent of the pairs; drawn inside when omitted (see Notes).
+
+        Returns
+        -------
+        self
+        """
+        k = self.n_components
+        X_, Xp, Xn, mode = self._parse_views(X, X_pos, X_neg)
+        m, d = X_.shape
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < d:
+            raise ValueError(
+                f"n_components must be an integer with 1 <= n_components < d = {d} (the "
+                f"dimension of one view); got {k!r}."
+            )
+        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer; got {self.max_iter!r}.")
+        if m <= d:
+            raise ValueError(
+                f"The pair sample has m = {m} rows for d = {d} raw features; the anchor "
+                f"second moment S is then singular (rank <= {m} < {d}). Use more pairs than "
+                "features."
+            )
+        sigma = None
+        if mode == "permutation":
+            sigma = _cyclic_derangement(m, np.random.default_rng(self.random_state))
+            Xn = Xp[sigma]
+        else:
+            _warn_if_reused(Xp, Xn)
+        S = X_.T @ X_ / m
+        lam, W = _generalized_eigen(S, _sym(X_.T @ Xp) / m, k)
+        A0 = np.sqrt(lam[:k])[:, None] * W[:, :k].T
+        A, converged, grad_size = _minimise(A0, X_, Xp, Xn, self.max_iter)
+        if not converged:
+            warnings.warn(
+                f"The refinement of the spectral contrastive loss stopped after "
+                f"{self.max_iter} iterations with relative gradient {grad_size:.1e}; A may "
+                "not be a minimum and its influence function assumes a zero gradient. "
+                "Increase max_iter or check the data.", ConvergenceWarning, stacklevel=2)
+        A = _gauge(A, S)
+        H = _mean_hessian(A, X_, Xp, Xn)
+        V = vertical_basis(k * d, _vertical_directions(A))
+        Hinv, _ = horizontal_inverse(H, V, rtol=1e-10)
+
+        if isinstance(X, pd.DataFrame) and X_pos is not None:
+            self._record_input_names(self, X)
+        else:
+            self._record_input_names(self, None)
+        self.n_features_in_ = d
+        self.nobs_ = m
+        self.negatives_ = mode
+        self.negative_index_ = sigma
+        self.pretrain_data_ = (np.hstack([X_, Xp]) if mode == "permutation"
+                               else np.hstack([X_, Xp, Xn]))
+        self.second_moment_ = S
+        self.generalized_eigenvalues_ = lam
+        self.components_ = A
+        self.params_ = A.ravel().copy()
+        self.symmetry_ = Orthogonal(k)
+        self.hessian_ = H
+        self._horizontal_inverse = Hinv
+        self._warn_if_unidentified(lam, W, X_, Xp)
+        return self
+
+    def _parse_views(self, X, X_pos, X_neg):
+        if self.negatives not in ("auto", "permutation", "given"):
+            raise ValueError(f"negatives must be 'auto', 'permutation' or 'given'; got "
+                             f"{self.negatives!r}.")
+        if X_pos is None:
+            if X_neg is not None:
+                raise ValueError("X_neg was given without X_pos: pass fit(X, X_pos, X_neg).")
+            Z = as_float_matrix(X, "X_pre")
+            views = {"permutation": 2, "given": 3}.get(self.negatives)
+            if views is None:
+                raise ValueError(
+                    "fit(Z) with one array needs to know its layout: set negatives="
+                    "'permutation' for pairs [x, x+] (m, 2d) or negatives='given' for "
+                    "triples [x, x+, x-] (m, 3d); or call fit(X, X_pos[, X_neg])."
+                )
+            if Z.shape[1] % views or Z.shape[1] == 0:
+                raise ValueError(
+                    f"With negatives={self.negatives!r} a single array holds {views} views "
+                    f"side by side, so its width must be a multiple of {views}; got "
+                    f"{Z.shape[1]} columns."
+                )
+            parts = np.split(Z, views, axis=1)
+            return (parts[0], parts[1], parts[2] if views == 3 else None, self.negatives)
+        mode = "given" if X_neg is not None else "permutation"
+        if self.negatives != "auto" and self.negatives != mode:
+            raise ValueError(
+                f"negatives={self.negatives!r} but X_neg was "
+                f"{'given' if X_neg is not None else 'not given'}; pass X_neg with "
+                "negatives='given' (or 'auto'), omit it with 'permutation'."
+            )
+        X_ = as_float_matrix(X, "X")
+        Xp = as_float_matrix(X_pos, "X_pos")
+        Xn = None if X_neg is None else as_float_matrix(X_neg, "X_neg")
+        for name, arr in (("X_pos", Xp), ("X_neg", Xn)):
+            if arr is not None and arr.shape != X_.shape:
+                raise ValueError(f"{name} has shape {arr.shape} but X has shape {X_.shape}: "
+                                 "each row of X needs its own view.")
+        return X_, Xp, Xn, mode
+
+    def _warn_if_unidentified(self, lam, W, X, Xp) -> None:
+        """Warn when ``lambda_k - max(lambda_{k+1}, 0)`` is within 2 SE of zero.
+
+        ``lambda_j = w_j' S_+ w_j`` with ``w_j' S w_j = 1`` has per-row influence
+        ``(w_j'x)(w_j'x+) - lambda_j (w_j'x)^2``; the SE of the gap is the SD of the
+        difference of these over the rows divided by ``sqrt(m)``.
+        """
+        k, m = self.n_components, X.shape[0]
+        cols = [k - 1, k] if lam[k] > 0 else [k - 1]
+        a, b = X @ W[:, cols], Xp @ W[:, cols]
+        t = a * b - lam[cols] * a ** 2
+        diff = t[:, 0] - t[:, 1] if len(cols) == 2 else t[:, 0]
+        gap = lam[k - 1] - max(lam[k], 0.0)
+        se = diff.std() / np.sqrt(m)
+        if gap < 2 * se:
+            warnings.warn(
+                f"Generalised eigenvalue {k} of the pairs ({lam[k - 1]:.4g}) is not "
+                f"separated from the next one (or from 0): gap {gap:.3g} < 2 x its standard "
+                f"error {se:.3g}. The {k}-dimensional contrastive subspace is not identified "
+                "and two-stage standard errors are unreliable; choose n_components at a "
+                "clear eigengap.", IdentificationWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ symmetry
+    def act(self, g) -> "SpectralContrastive":
+        """A copy moved by ``Q`` in O(k): ``A -> Q A``, features ``Q A x``.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
+        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
+        >>> Q = np.array([[0.0, 1.0], [-1.0, 0.0]])
+        >>> bool(np.allclose(rep.act(Q).transform(X), rep.transform(X) @ Q.T))
+        True
+        """
+        self._check_fitted()
+        Q = self.symmetry_.rho(g)
+        d = self.n_features_in_
+        T = np.kron(Q, np.eye(d))  # vec(Q A) = (Q kron I) vec(A), row-major
+        moved = copy.copy(self)
+        moved.components_ = Q @ self.components_
+        moved.params_ = moved.components_.ravel().copy()
+        moved.hessian_ = T @ self.hessian_ @ T.T
+        moved._horizontal_inverse = T @ self._horizontal_inverse @ T.T
+        return moved
+
+    def alignment_coordinates(self) -> np.ndarray:
+        """Rows that move with ``Q``: ``A`` (k, d)."""
+        self._check_fitted()
+        return self.components_
+
+    # ------------------------------------------------------------------ features
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.components_.T
+
+    def feature_vjp(self, X, C, *, per_row: bool = False) -> np.ndarray:
+        r"""Vector-Jacobian product of ``phi(x) = A x``: ``d phi_a / d A_bj = delta_ab x_j``.
+
+        Hence ``sum_j (d phi_j / dA)' c_j = sum_j c_j x_j'`` (k x d, flattened row-major).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
+        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
+        >>> rep.feature_vjp(X[:4], np.ones((4, 2, 5))).shape
+        (6, 5)
+        """
+        X = np.asarray(X, dtype=float)
+        C = np.asarray(C, dtype=float)
+        if per_row:
+            return (C[:, :, None] * X[:, None, :]).reshape(len(X), -1)
+        n, k, r = C.shape
+        return np.einsum("nkr,nd->kdr", C, X).reshape(k * X.shape[1], r)
+
+    # ----------------------------------------------------------------- influence
+    def pretrain_triples(self) -> np.ndarray:
+        """The pre-training triples ``[x, x+, x-]`` (m, 3d), negatives included.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
+        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
+        >>> Z = rep.pretrain_triples()
+        >>> bool(np.array_equal(Z[:, 6:], X_pos[rep.negative_index_]))
+        True
+        """
+        self._check_fitted()
+        return self._triples(0, self.nobs_)
+
+    def _triples(self, start: int, stop: int) -> np.ndarray:
+        d = self.n_features_in_
+        Z = self.pretrain_data_
+        if self.negatives_ == "given":
+            return Z[start:stop]
+        return np.hstack([Z[start:stop], Z[self.negative_index_[start:stop], d:]])
+
+    def influence(self, X) -> np.ndarray:
+        """Horizontal influence of pre-training triples ``[x, x+, x-]`` (n, 3d): (n, k d).
+
+        In permutation mode the rows are read as units of this pre-training sample (each
+        negative being another unit's positive view) and carry the reuse correction of the
+        Notes; :meth:`pretrain_triples` gives the sample's own triples.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
+        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
+        >>> IF = rep.influence(rep.pretrain_triples())
+        >>> IF.shape, bool(np.abs(IF.mean(axis=0)).max() < 1e-10)
+        ((300, 6), True)
+        """
+        self._check_fitted()
+        Z = np.asarray(X, dtype=float)
+        d = self.n_features_in_
+        if Z.ndim != 2 or Z.shape[1] != 3 * d:
+            raise ValueError(f"influence() takes pre-training triples [x, x+, x-] with "
+                             f"3 d = {3 * d} columns; got shape {Z.shape}.")
+        return -self._unit_scores(Z) @ self._horizontal_inverse.T
+
+    def _unit_scores(self, Z: np.ndarray) -> np.ndarray:
+        """Per-unit estimating function: score, plus the reuse correction (n, k d)."""
+        d = self.n_features_in_
+        X, Xp, Xn = Z[:, :d], Z[:, d:2 * d], Z[:, 2 * d:]
+        A = self.components_
+        s = _row_scores(A, X, Xp, Xn)
+        if self.negatives_ == "permutation":
+            MS = A.T @ A @ self.second_moment_
+            s += _negative_share(A, MS, Xp) - _negative_share(A, MS, Xn)
+        return s.reshape(len(Z), -1)
+
+    def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+                           ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Stream ``IF(units[a:b]) K' = -psi(units[a:b]) (K H_h^+)'`` (memory O(chunk k d))."""
+        self._check_fitted()
+        KH = np.atleast_2d(np.asarray(K, dtype=float)) @ self._horizontal_inverse
+        for start in range(0, self.nobs_, chunk_rows):
+            stop = min(start + chunk_rows, self.nobs_)
+            yield start, stop, -self._unit_scores(self._triples(start, stop)) @ KH.T
+
+
+# --------------------------------------------------------------------------- helpers
+def _sym(M: np.ndarray) -> np.ndarray:
+    return (M + M.T) / 2
+
+
+def _cyclic_derangement(m: int, rng: np.random.Generator) -> np.ndarray:
+    """``sigma`` with ``sigma[pi_j] = pi_{j+1 mod m}`` for a random order ``pi``."""
+    order = rng.permutation(m)
+    sigma = np.empty(m, dtype=np.int64)
+    sigma[order] = np.roll(order, -1)
+    return sigma
+
+
+def _warn_if_reused(Xp: np.ndarray, Xn: np.ndarray) -> None:
+    rows = {row.tobytes(): i for i, row in enumerate(Xp)}
+    found = np.array([rows.get(row.tobytes(), -1) for row in Xn])
+    reused = int(np.sum((found >= 0) & (found != np.arange(len(Xn)))))
+    if reused > len(Xn) // 2:
+        warnings.warn(
+            f"{reused} of {len(Xn)} negatives are positive views of other pairs. The triples "
+            "are then dependent and the i.i.d. sandwich of negatives='given' is wrong; call "
+            "fit(X, X_pos) instead and let the estimator draw the negatives (its influence "
+            "accounts for the reuse).", UserWarning, stacklevel=3)
+
+
+def _generalized_eigen(S: np.ndarray, S_pos: np.ndarray, k: int):
+    """Eigenpairs of ``C = S^{-1/2} S_+ S^{-1/2}``: (lambda decreasing, W = S^{-1/2} V)."""
+    s, E = np.linalg.eigh(S)
+    if s[0] <= 1e-10 * s[-1]:
+        raise ValueError(
+            f"The anchor views X are rank-deficient (second-moment eigenvalues "
+            f"{s[-1]:.3g} ... {s[0]:.3g}): some linear combination of the raw features is "
+            "(almost) always zero, so A x is not identified along it. Drop redundant or "
+            "constant-zero columns (or use PCA first)."
+        )
+    root_inv = (E / np.sqrt(s)) @ E.T
+    lam, V = np.linalg.eigh(root_inv @ S_pos @ root_inv)
+    lam, V = lam[::-1], V[:, ::-1]
+    if lam[k - 1] <= 1e-10 * np.abs(lam).max():
+        raise ValueError(
+            f"Only {int(np.sum(lam > 1e-10 * np.abs(lam).max()))} generalised eigenvalues of "
+            f"the pairs are positive (lambda = {np.round(lam, 4).tolist()}), but "
+            f"n_components={k}: the positive views share fewer than {k} directions with the "
+            "anchors (rank-deficient pair sample), and the loss is minimised by a matrix of "
+            "lower rank. Choose fewer components."
+        )
+    return lam, root_inv @ V
+
+
+def _views_terms(A, X, Xp, Xn):
+    Fx, Fp, Fn = X @ A.T, Xp @ A.T, Xn @ A.T
+    return Fx, Fp, Fn, np.einsum("nk,nk->n", Fx, Fn)
+
+
+def _loss(A, X, Xp, Xn) -> float:
+    Fx, Fp, _, c = _views_terms(A, X, Xp, Xn)
+    return float(np.mean(-2.0 * np.einsum("nk,nk->n", Fx, Fp) + c ** 2))
+
+
+def _mean_gradient(A, X, Xp, Xn) -> np.ndarray:
+    Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn)
+    G = -2.0 * (Fp.T @ X + Fx.T @ Xp) + 2.0 * ((c[:, None] * Fn).T @ X
+                                               + (c[:, None] * Fx).T @ Xn)
+    return G / X.shape[0]
+
+
+def _row_scores(A, X, Xp, Xn) -> np.ndarray:
+    """Per-triple score ``-2[(Ax+)x' + (Ax)x+'] + 2c[(Ax-)x' + (Ax)x-']`` (n, k, d)."""
+    Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn)
+    return (-2.0 * (Fp[:, :, None] * X[:, None, :] + Fx[:, :, None] * Xp[:, None, :])
+            + 2.0 * c[:, None, None] * (Fn[:, :, None] * X[:, None, :]
+                                        + Fx[:, :, None] * Xn[:, None, :]))
+
+
+def _negative_share(A, MS, B) -> np.ndarray:
+    """``g_2(b) = 2 A (b b' M S + S M b b')`` per row of ``B`` (n, k, d), ``MS = M S``."""
+    BMS = B @ MS                      # rows b' M S
+    return 2.0 * ((B @ A.T)[:, :, None] * BMS[:, None, :]
+                  + (BMS @ A.T)[:, :, None] * B[:, None, :])
+
+
+def _mean_hessian(A, X, Xp, Xn) -> np.ndarray:
+    """``I_k (x) mean[-2(x x+' + x+ x') + 2c(x x-' + x- x')] + 2 mean[g g']``."""
+    k, d = A.shape
+    m = X.shape[0]
+    block = np.zeros((d, d))
+    outer = np.zeros((k * d, k * d))
+    for start in range(0, m, DEFAULT_CHUNK_ROWS):
+        rows = slice(start, start + DEFAULT_CHUNK_ROWS)
+        x, xp, xn = X[rows], Xp[rows], Xn[rows]
+        Fx, _, Fn, c = _views_terms(A, x, xp, xn)
+        block += -2.0 * (x.T @ xp + xp.T @ x) + 2.0 * ((x * c[:, None]).T @ xn
+                                                       + (xn * c[:, None]).T @ x)
+        g = (Fn[:, :, None] * x[:, None, :] + Fx[:, :, None] * xn[:, None, :]).reshape(
+            len(x), -1)
+        outer += g.T @ g
+    for a in range(k):  # I_k (x) block, without np.kron's overhead
+        outer[a * d:(a + 1) * d, a * d:(a + 1) * d] += block / 2.0
+    return 2.0 * outer / m
+
+
+def _vertical_directions(A: np.ndarray) -> np.ndarray:
+    """``vec(Omega A)`` for the basis of antisymmetric ``Omega`` (q, k(k-1)/2)."""
+    return np.column_stack([(Omega @ A).ravel() for Omega in Orthogonal(A.shape[0]).lie_algebra()]
+                           ) if A.shape[0] > 1 else np.zeros((A.size, 0))
+
+
+def _minimise(A0, X, Xp, Xn, max_iter: int):
+    """Minimise the sample loss from ``A0``; returns (A, converged, relative gradient).
+
+    SciPy's exact trust-region method (analytic gradient and Hessian) until the relative
+    gradient is 1e-8, then Newton steps in the horizontal space (they do not need the
+    loss to decrease measurably, which it cannot once the gradient is near rounding).
+    """
+    k, d = A0.shape
+    scale = 4.0 * np.linalg.norm(A0) * np.abs(X.T @ Xp).max() / X.shape[0]
+
+    def fun(a):
+        return _loss(a.reshape(k, d), X, Xp, Xn)
+
+    def jac(a):
+        return _mean_gradient(a.reshape(k, d), X, Xp, Xn).ravel()
+
+    def hess(a):
+        return _mean_hessian(a.reshape(k, d), X, Xp, Xn)
+
+    result = optimize.minimize(fun, A0.ravel(), jac=jac, hess=hess, method="trust-exact",
+                               options={"gtol": 1e-8 * scale, "maxiter": max_iter})
+    a, grad = result.x, jac(result.x)
+    for _ in range(5):
+        if np.abs(grad).max() <= 1e-14 * scale:
+            break
+        A = a.reshape(k, d)
+        V = vertical_basis(a.size, _vertical_directions(A))
+        step = horizontal_inverse(hess(a), V, rtol=1e-12)[0] @ grad
+        new_grad = jac(a - step)
+        if np.abs(new_grad).max() >= np.abs(grad).max():
+            break
+        a, grad = a - step, new_grad
+    grad_size = float(np.abs(grad).max() / scale)
+    return a.reshape(k, d), grad_size < 1e-10, grad_size
+
+
+def _gauge(A: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """Rotate rows so that ``A S A'`` is diagonal decreasing; largest-|entry| positive."""
+    _, R = np.linalg.eigh(A @ S @ A.T)
+    A = R[:, ::-1].T @ A
+    pivot = np.argmax(np.abs(A), axis=1)
+    return A * np.sign(A[np.arange(A.shape[0]), pivot])[:, None]

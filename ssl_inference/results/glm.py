@@ -1,0 +1,128 @@
+"""Two-stage results of GLM second stages, the link-scale prediction they share with the
+discrete models, and their pandas wrappers."""
+from __future__ import annotations
+
+import numpy as np
+import statsmodels.base.wrapper as wrap
+from statsmodels.genmod.generalized_linear_model import GLMResults, GLMResultsWrapper
+
+from ..prediction import (PredictionResults, PredictionResultsBase, PredictionResultsMean,
+                          PredictionResultsMonotonic)
+from .base import WRAP_ATTRS, WRAP_METHODS, TwoStageResultsMixin
+
+__all__ = ["TwoStageGLMResults", "TwoStageLinkResultsMixin"]
+
+
+class TwoStageLinkResultsMixin(TwoStageResultsMixin):
+    """Two-stage results of a model with a link: ``E(y | w) = l^{-1}(w'beta + offset)``."""
+
+    def risk_asymptotics(self):
+        """Not available: the test-risk limit theorem is for least squares.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, with the reason.
+        """
+        raise NotImplementedError(
+            "risk_asymptotics() implements the paper's limit theorem for the squared-error "
+            "test risk of a least-squares second stage (OLS/WLS: n (R - sigma^2) -> "
+            "sigma^2 d_eff + ||L(Z)||^2 / alpha). For GLM, Logit, Probit and Poisson "
+            "second stages the risk is a different loss (deviance, log loss) and the "
+            "theorem's fine-tuning term sigma^2 d_eff does not apply. Fit the second "
+            "stage with ssi.OLS / smf.ols to study squared-error risk, or use "
+            "get_prediction() for inference on predictions.")
+
+    @property
+    def _link(self):
+        """The link function (statsmodels' lookup: the model's, else its family's)."""
+        link = getattr(self.model, "link", None)
+        return self.model.family.link if link is None else link
+
+    def _link_prediction(self, exog, features, transform, which, row_labels, average,
+                         pred_kwds: dict) -> PredictionResultsBase:
+        r"""Linear predictor or mean of new raw rows with the two-stage delta method.
+
+        ``eta_0 = w(x0; theta_hat)' beta_hat + offset_0`` has the variance of
+        :meth:`_linear_prediction` (it moves with ``theta_hat`` through ``beta_hat``
+        and the new features); ``mu_0 = l^{-1}(eta_0)`` adds the factor
+        ``(d l^{-1} / d eta)^2`` (:class:`~ssl_inference.prediction.PredictionResultsMonotonic`).
+        """
+        if which not in (None, "mean", "linear"):
+            raise ValueError(f"which must be 'mean' or 'linear' for two-stage results; got "
+                             f"{which!r}.")
+        if average:
+            raise NotImplementedError(
+                "average=True is not available for two-stage results; predict the rows and "
+                "combine them with a contrast (res.t_test) or average the linear predictor "
+                "design yourself.")
+        design, var, labels = self._linear_prediction(exog, features, transform)
+        in_sample = exog is None and features is None
+        extra = {key: value for key, value in pred_kwds.items() if value is not None}
+        eta = self.model.predict(np.asarray(self.params), None if in_sample else design,
+                                 which="linear", **extra)
+        if row_labels is None:
+            row_labels = self.model.data.row_labels if in_sample else labels
+        df = self.df_resid if self.use_t else None
+        link = self._link
+        if which == "linear":
+            return PredictionResultsBase(eta, var, df=df, row_labels=row_labels)
+        if which == "mean":
+            return PredictionResultsMonotonic(eta, var, link.inverse, link.inverse_deriv,
+                                              df=df, row_labels=row_labels)
+        return PredictionResultsMean(
+            PredictionResults(eta, var, self.scale, df=df, row_labels=row_labels),
+            link.inverse, link.inverse_deriv)
+
+
+class TwoStageGLMResults(TwoStageLinkResultsMixin, GLMResults):
+    """Two-stage results of a GLM second stage."""
+
+    def get_prediction(self, exog=None, exposure=None, offset=None, transform=True,
+                       which: str | None = None, average: bool = False, agg_weights=None,
+                       row_labels=None, *, features=None) -> PredictionResultsBase:
+        """Predictions for new raw rows with the two-stage delta method.
+
+        Parameters
+        ----------
+        exog : DataFrame (formula models) or array (array models), optional
+            New rows; None for the estimation sample.
+        exposure, offset : array_like, optional
+            Of the new rows (statsmodels' meaning; the model's own in-sample).
+        transform : bool
+            Apply the formula to ``exog`` (formula models).
+        which : {None, "mean", "linear"}
+            None (statsmodels' GLM default): the mean, with statsmodels' legacy result
+            (``predicted_mean``, ``se_mean``, ``summary_frame`` columns ``mean...``).
+            "mean" / "linear": the mean or the linear predictor, generic result.
+        average, agg_weights
+            Not available for two-stage results (``average=True`` raises).
+        row_labels : sequence, optional
+        features : array_like (n0, p), optional
+            Raw features of the new rows (array models only).
+
+        Examples
+        --------
+        >>> import numpy as np, statsmodels.api as sm, ssl_inference as ssi
+        >>> rng = np.random.default_rng(0)
+        >>> rep = ssi.PCA(2).fit(rng.normal(size=(1000, 4)) * [3.0, 2.0, 1.0, 0.5])
+        >>> X = rng.normal(size=(300, 4)) * [3.0, 2.0, 1.0, 0.5]
+        >>> y = rng.poisson(np.exp(0.5 + 0.2 * X[:, 0]))
+        >>> res = ssi.GLM(y, np.ones((300, 1)), family=sm.families.Poisson(),
+        ...               representation=rep, features=X).fit()
+        >>> pred = res.get_prediction(np.ones((2, 1)), features=X[:2], which="mean")
+        >>> list(pred.summary_frame().columns)
+        ['predicted', 'se', 'ci_lower', 'ci_upper']
+        """
+        return self._link_prediction(exog, features, transform, which, row_labels,
+                                     average or agg_weights is not None,
+                                     {"offset": offset, "exposure": exposure})
+
+
+class TwoStageGLMResultsWrapper(GLMResultsWrapper):
+    _wrap_attrs = wrap.union_dicts(GLMResultsWrapper._wrap_attrs, WRAP_ATTRS)
+    _wrap_methods = wrap.union_dicts(GLMResultsWrapper._wrap_methods, WRAP_METHODS)
+
+
+wrap.populate_wrapper(TwoStageGLMResultsWrapper, TwoStageGLMResults)
+TwoStageGLMResults._wrapper_class = TwoStageGLMResultsWrapper

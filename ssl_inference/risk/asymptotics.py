@@ -1,0 +1,471 @@
+r"""The paper's main theorem: the limiting law of the downstream test risk, plug-in.
+
+For the least-squares second stage on ``w(x; theta_hat) = [1, z, phi(x; theta_hat)]``,
+with ``alpha = m / n`` fixed (THEORY.md §6),
+
+.. math::
+
+    n (R - \sigma^2) \to \sigma^2 d_{eff} + \alpha^{-1} \|L(Z)\|^2, \qquad
+    Z \sim N(0, V), \quad \|L(Z)\|^2 = Z'GZ \sim \sum_j \kappa_j \chi^2_1,
+
+``kappa = eig(V^{1/2} G V^{1/2})``. :class:`RiskAsymptotics` holds the law and answers
+the questions a user asks of it (quantiles, the fine-tuning / pre-training split, the
+crossover with a downstream-only fit, the pre-training size for a target share).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import linalg
+
+from ..covariance import TwoStageCovariance
+from ..representations.base import Representation
+from .weighted_chi2 import WeightedChiSquare
+
+__all__ = ["RiskAsymptotics", "plugin_risk_weights"]
+
+#: eigenvalues of G_hat below this fraction of the largest are rounding noise
+#: (directions inside the span of the design)
+_RANK_RTOL = 1e-12
+
+
+def plugin_risk_weights(representation: Representation, features: np.ndarray,
+                        design: np.ndarray, coefficients: np.ndarray, rep_cols,
+                        *, weights=None, d_eff: int | None = None,
+                        covariance: TwoStageCovariance | None = None) -> np.ndarray:
+    r"""Plug-in weights ``kappa`` of ``||L(Z)||^2 ~ sum_j kappa_j chi2_1``.
+
+    Computation (THEORY.md §6):
+
+    1. ``D`` (n x q): ``D_jq = beta_hat' d w_j / d theta_q``, the directional
+       derivatives of the fitted regression function at the labeled rows, from one
+       per-row feature VJP with cotangent ``beta_rep`` (covariate and intercept
+       columns do not depend on ``theta``).
+    2. ``D_res``: the columns of ``D`` residualised on the design ``W`` (the empirical
+       ``(I - Pi)``; with weights, both are scaled by ``sqrt(weight)`` first, i.e. the
+       projection and norms of the weighted ``L2``). Directions that only move the
+       features inside their span (the vertical, symmetry directions) give zero.
+    3. ``G_hat = D_res' D_res / (n - d_eff)`` (the degrees-of-freedom correction of
+       statsmodels' ``scale``: residualising on ``d_eff`` columns in sample removes
+       that much of the norm). ``G_hat = K'K`` with ``K`` (r x q, ``r <= min(n, q)``)
+       from the eigendecomposition of the smaller Gram matrix: ``G_hat = Q diag(g) Q'``
+       gives ``K = diag(sqrt(g)) Q'`` (q <= n); ``D_res D_res' = P diag(g) P'`` gives
+       ``K = P' D_res`` (q > n). Eigenvalues below ``1e-12 g_max`` are dropped
+       (rounding noise of directions in the span).
+    4. ``K V_hat K'`` with ``V_hat = (1/m) sum_i IF(x_i) IF(x_i)'`` the horizontal
+       first-stage covariance, by streaming the contraction ``IF(X_pre) K'`` over the
+       pre-training rows (:meth:`Representation.influence_contract`, through the
+       two-stage covariance engine, so ``pretrain_groups`` clustering is honoured):
+       the q x q matrix ``V`` is never formed.
+    5. ``kappa = eig(K V_hat K')``, the non-zero eigenvalues of ``G_hat V_hat`` (=
+       ``eig(V^{1/2} G V^{1/2})``).
+
+    Memory ``O(n q)`` for ``D`` (per-row VJPs; acceptable for moderate ``q``, e.g.
+    PCA's ``q = p (k + 1)``), ``O(min(n, q)^2 + r q)`` for the Gram matrix and ``K``,
+    and ``O(chunk (q + r))`` while streaming; time ``O(n q min(n, q))`` plus one
+    streamed pass over ``X_pre`` (``O(m p k r)`` for PCA).
+
+    Parameters
+    ----------
+    representation : Representation
+        The fitted first stage.
+    features : ndarray (n, p)
+        Raw inputs of the labeled rows.
+    design : ndarray (n, d)
+        Second-stage design (unweighted), learned features in ``rep_cols``.
+    coefficients : ndarray (d,)
+        ``beta_hat``.
+    rep_cols : array_like of int (k,)
+        Columns of the design holding the learned features.
+    weights : array_like (n,), optional
+        WLS weights.
+    d_eff : int, optional
+        Rank of the design (default: computed).
+    covariance : TwoStageCovariance, optional
+        The results' covariance engine (for its clustering of the pre-training rows);
+        default: independent pre-training rows.
+
+    Returns
+    -------
+    ndarray
+        ``kappa``, decreasing, non-negative.
+
+    Examples
+    --------
+    >>> import numpy as np, ssl_inference as ssi
+    >>> rng = np.random.default_rng(0)
+    >>> scales = np.array([3.0, 2.0, 1.0, 0.5])
+    >>> rep = ssi.PCA(2).fit(rng.normal(size=(2000, 4)) * scales)
+    >>> X = rng.normal(size=(500, 4)) * scales
+    >>> W = np.column_stack([np.ones(500), rep.transform(X)])
+    >>> beta = np.array([0.0, 1.0, 1.0])
+    >>> plugin_risk_weights(rep, X, W, beta, [1, 2]).shape
+    (2,)
+    """
+    W = np.asarray(design, dtype=float)
+    X = np.asarray(features, dtype=float)
+    beta = np.asarray(coefficients, dtype=float)
+    cols = np.asarray(rep_cols, dtype=int)
+    n = W.shape[0]
+    beta_rep = beta[cols]
+    D = representation.feature_vjp(X, np.broadcast_to(beta_rep, (n, cols.size)),
+                                   per_row=True)
+    if weights is not None:
+        sw = np.sqrt(np.broadcast_to(np.asarray(weights, dtype=float), (n,)))
+        W = W * sw[:, None]
+        D = D * sw[:, None]
+    # orthonormal basis of the column space of W: rank-revealing (pivoted) QR
+    Q, R, _ = linalg.qr(W, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(R))
+    rank = int(np.sum(diag > max(W.shape) * np.finfo(float).eps * diag.max())) if diag.size else 0
+    basis = Q[:, :rank]
+    if d_eff is None:
+        d_eff = rank
+    D_res = D - basis @ (basis.T @ D)
+    dof = n - d_eff
+    if dof <= 0:
+        raise ValueError(f"The design has rank {d_eff} with only {n} rows: no residual "
+                         "degrees of freedom to estimate the representation error.")
+    D_res /= math.sqrt(dof)
+    # G_hat = D_res'D_res = K'K: from the smaller of the q x q and n x n Gram matrices
+    small = D_res.T @ D_res if D_res.shape[1] <= n else D_res @ D_res.T
+    evals, evecs = np.linalg.eigh(0.5 * (small + small.T))
+    if evals.size == 0 or evals.max() <= 0.0:
+        return np.zeros(0)
+    keep = evals > _RANK_RTOL * evals.max()
+    if D_res.shape[1] <= n:
+        K = np.sqrt(evals[keep])[:, None] * evecs[:, keep].T
+    else:  # D_res = P S Q'  =>  K = S Q' = P' D_res
+        K = evecs[:, keep].T @ D_res
+    if covariance is None:
+        q = D.shape[1]
+        covariance = TwoStageCovariance(representation, np.zeros((1, q)), np.zeros((1, 1)),
+                                        np.zeros((n, 1)))
+    m = representation.nobs_
+    d_cov = covariance.jacobian.shape[0]
+    KVK = m * covariance.parts(np.zeros((K.shape[0], d_cov)), K).pretraining
+    kappa = np.linalg.eigvalsh(0.5 * (KVK + KVK.T))[::-1]
+    return np.clip(kappa, 0.0, None)
+
+
+def _affine_dimension(representation: Representation, features: np.ndarray) -> int | None:
+    """``p`` when the feature map is affine in the raw inputs (PCA, factor scores,
+    spectral ``A x``), else None: checked on the labeled rows, to rounding."""
+    X = np.asarray(features, dtype=float)
+    p = X.shape[1]
+    centre = X.mean(axis=0)
+    step = X.std(axis=0) + 1.0
+    probe = np.vstack([centre, centre + np.diag(step)])
+    phi = representation._transform(probe)
+    slope = (phi[1:] - phi[0]) / step[:, None]
+    rows = X[:min(len(X), 50)]
+    predicted = phi[0] + (rows - centre) @ slope
+    actual = representation._transform(rows)
+    scale = np.abs(actual).max() + np.abs(phi).max() + 1.0
+    return p if np.abs(predicted - actual).max() <= 1e-8 * scale else None
+
+
+class RiskAsymptotics:
+    r"""Limiting law of the downstream test risk of a two-stage least-squares fit.
+
+    With ``n`` labeled rows, ``m = alpha n`` pre-training rows, noise variance
+    ``sigma^2`` and ``d_eff`` design columns (the rank of the second-stage design),
+
+    .. math::
+
+        n (R - \sigma^2) \to \sigma^2 d_{eff} + \alpha^{-1} \|L(Z)\|^2,
+        \qquad \|L(Z)\|^2 \sim \sum_j \kappa_j \chi^2_1
+
+    (THEORY.md §6). ``R`` is the conditional test risk (expectation over a new test
+    point and the label noise, given both samples' inputs); the first term is the
+    fine-tuning part (deterministic: the risk averages over label noise), the second
+    the pre-training part. The theorem assumes a well-specified second stage at
+    ``theta*`` (the regression function lies in the span of ``w(x; theta*)``) and
+    homoscedastic noise; overlapping samples leave the limit unchanged.
+
+    Built by ``results.risk_asymptotics()`` (plug-in, :meth:`from_results`) or
+    directly from a known law (e.g. a closed form).
+
+    Parameters
+    ----------
+    pretrain_law : WeightedChiSquare
+        Law of ``||L(Z)||^2`` (weights ``kappa``).
+    sigma2 : float
+        Noise variance ``sigma^2``.
+    d_eff : int
+        Number of second-stage design columns actually used (its rank).
+    nobs : int
+        ``n``, labeled rows.
+    nobs_pretrain : int
+        ``m``, pre-training rows.
+    d_base : int, optional
+        Dimension of the downstream-only baseline, the default of
+        :meth:`crossover_alpha`.
+
+    Examples
+    --------
+    >>> from ssl_inference.risk import WeightedChiSquare
+    >>> ra = RiskAsymptotics(WeightedChiSquare([2.0, 1.0]), sigma2=1.0, d_eff=3,
+    ...                      nobs=100, nobs_pretrain=200)
+    >>> ra.alpha, ra.mean          # sigma^2 d_eff + E||L(Z)||^2 / alpha = 3 + 3 / 2
+    (2.0, 4.5)
+    >>> round(ra.expected_excess_risk, 4), round(ra.pretraining_share, 4)
+    (0.045, 0.3333)
+    >>> ra.crossover_alpha(d_base=6)   # E||L||^2 / (sigma^2 (d_base - d_eff))
+    1.0
+    >>> ra.pretrain_size_for(0.1)      # m at which pre-training is 10% of the excess risk
+    900.0
+    """
+
+    def __init__(self, pretrain_law: WeightedChiSquare, *, sigma2: float, d_eff: int,
+                 nobs: int, nobs_pretrain: int, d_base: int | None = None):
+        if not isinstance(pretrain_law, WeightedChiSquare) or pretrain_law.shift != 0:
+            raise ValueError("pretrain_law must be a WeightedChiSquare with shift 0 "
+                             "(the law of ||L(Z)||^2).")
+        if np.any(pretrain_law.weights < 0):
+            raise ValueError("||L(Z)||^2 is a non-negative quadratic form: its weights "
+                             "must be >= 0.")
+        if not sigma2 >= 0 or nobs < 1 or nobs_pretrain < 1 or d_eff < 0:
+            raise ValueError("need sigma2 >= 0, nobs >= 1, nobs_pretrain >= 1, d_eff >= 0.")
+        self.pretrain_law = pretrain_law
+        self.sigma2 = float(sigma2)
+        self.d_eff = int(d_eff)
+        self.nobs = int(nobs)
+        self.nobs_pretrain = int(nobs_pretrain)
+        self.d_base = d_base
+
+    # ------------------------------------------------------------ plug-in
+    @classmethod
+    def from_results(cls, results) -> "RiskAsymptotics":
+        r"""Plug-in estimate from a fitted two-stage OLS/WLS result.
+
+        ``kappa`` by :func:`plugin_risk_weights` at ``(theta_hat, beta_hat)`` on the
+        labeled rows and the pre-training rows; ``sigma^2`` by the results' ``scale``
+        (``SSR / (n - d_eff)``; for WLS the weighted residual variance, and the risk is
+        then the weighted risk ``E[wt (y - f_hat)^2]``, which is the usual one for
+        constant weights); ``d_eff`` = the rank of the design; ``d_base`` (for
+        :meth:`crossover_alpha`) = the covariate columns plus the ``p`` raw inputs when
+        the feature map is affine in the raw inputs (the baseline regresses ``y`` on
+        the covariates and the raw ``x``), else unset.
+        """
+        res = getattr(results, "_results", results)
+        model = res.model
+        rep = model.representation
+        if rep is None:
+            raise ValueError("risk_asymptotics needs a two-stage fit (a model with "
+                             "representation=...).")
+        design = np.asarray(model.exog, dtype=float)
+        n = design.shape[0]
+        d_eff = int(round(res.nobs - res.df_resid))
+        weights = np.asarray(getattr(model, "weights", 1.0), dtype=float)
+        weights = None if np.all(weights == 1.0) else weights
+        kappa = plugin_risk_weights(rep, model.features, design, np.asarray(res.params),
+                                    model.rep_cols, weights=weights, d_eff=d_eff,
+                                    covariance=res._covariance)
+        p = _affine_dimension(rep, model.features)
+        d_base = None if p is None else design.shape[1] - len(model.rep_cols) + p
+        return cls(WeightedChiSquare(kappa), sigma2=float(res.scale), d_eff=d_eff, nobs=n,
+                   nobs_pretrain=rep.nobs_, d_base=d_base)
+
+    # ------------------------------------------------------------ the law
+    @property
+    def kappa(self) -> np.ndarray:
+        """Weights of ``||L(Z)||^2 ~ sum_j kappa_j chi2_1``."""
+        return self.pretrain_law.weights
+
+    @property
+    def alpha(self) -> float:
+        """``m / n``."""
+        return self.nobs_pretrain / self.nobs
+
+    @property
+    def law(self) -> WeightedChiSquare:
+        """Limit law of ``n (R - sigma^2)``: ``sigma^2 d_eff + sum_j (kappa_j / alpha) chi2_1``."""
+        return WeightedChiSquare(self.kappa / self.alpha, shift=self.sigma2 * self.d_eff)
+
+    @property
+    def excess_law(self) -> WeightedChiSquare:
+        """Approximate law of the excess risk ``R - sigma^2`` (the limit law / n)."""
+        return self.law.scaled(1.0 / self.nobs)
+
+    @property
+    def mean(self) -> float:
+        """Mean of the limit of ``n (R - sigma^2)``: ``sigma^2 d_eff + tr(GV) / alpha``."""
+        return self.law.mean
+
+    @property
+    def var(self) -> float:
+        """Variance of the limit of ``n (R - sigma^2)``: ``2 tr((GV)^2) / alpha^2``."""
+        return self.law.var
+
+    def quantile(self, q, *, excess: bool = False):
+        """Quantiles of ``n (R - sigma^2)`` (``excess=True``: of ``R - sigma^2``)."""
+        return (self.excess_law if excess else self.law).ppf(q)
+
+    def cdf(self, x, *, excess: bool = False):
+        """Distribution function of ``n (R - sigma^2)`` (``excess=True``: of ``R - sigma^2``)."""
+        return (self.excess_law if excess else self.law).cdf(x)
+
+    # ----------------------------------------------------- decomposition
+    @property
+    def fine_tuning(self) -> float:
+        """Fine-tuning part of the expected excess risk: ``sigma^2 d_eff / n``."""
+        return self.sigma2 * self.d_eff / self.nobs
+
+    @property
+    def pretraining(self) -> float:
+        """Pre-training part of the expected excess risk: ``E||L(Z)||^2 / m``."""
+        return self.pretrain_law.mean / self.nobs_pretrain
+
+    @property
+    def expected_excess_risk(self) -> float:
+        """``fine_tuning + pretraining`` (the limit mean divided by ``n``)."""
+        return self.fine_tuning + self.pretraining
+
+    @property
+    def pretraining_share(self) -> float:
+        """Share of the expected excess risk due to the pre-training estimate."""
+        total = self.expected_excess_risk
+        return self.pretraining / total if total > 0 else 0.0
+
+    def decomposition(self) -> pd.DataFrame:
+        """Fine-tuning and pre-training parts of the expected excess risk.
+
+        Returns
+        -------
+        DataFrame
+            Rows ``fine_tuning``, ``pretraining``, ``total``; columns ``excess_risk``
+            (the ``R - sigma^2`` scale), ``scaled`` (times ``n``) and ``share``.
+        """
+        parts = np.array([self.fine_tuning, self.pretraining, self.expected_excess_risk])
+        total = parts[-1]
+        share = parts / total if total > 0 else np.array([np.nan, np.nan, 1.0])
+        return pd.DataFrame({"excess_risk": parts, "scaled": parts * self.nobs,
+                             "share": share},
+                            index=["fine_tuning", "pretraining", "total"])
+
+    def crossover_alpha(self, d_base: int | None = None) -> float:
+        r"""Pre-training ratio ``alpha_0`` above which the two-stage pipeline wins.
+
+        The downstream-only baseline (the whole model fitted on the ``n`` labels, with
+        ``d_base`` parameters) has ``n (R - sigma^2) -> sigma^2 d_base``; the pipeline's
+        limit mean is ``sigma^2 d_eff + E||L(Z)||^2 / alpha``. So the pipeline has the
+        smaller expected limit iff ``alpha > alpha_0`` with
+
+        .. math:: \alpha_0 = \frac{E\|L(Z)\|^2}{\sigma^2 (d_{base} - d_{eff})}.
+
+        Special cases: ``inf`` when ``d_base <= d_eff`` (the baseline is not larger, so
+        pre-training can only add error: no ``alpha`` makes the pipeline win) or when
+        ``sigma^2 = 0`` with ``E||L(Z)||^2 > 0``; ``0`` when ``E||L(Z)||^2 = 0`` and
+        ``d_base > d_eff`` (the pipeline wins at every ``alpha``).
+
+        Parameters
+        ----------
+        d_base : int, optional
+            Baseline dimension. Default (plug-in results with a feature map affine in
+            the raw inputs, e.g. PCA): covariate columns + raw inputs ``p``. For
+            non-linear feature maps there is no default: pass the dimension of the
+            downstream-only model you would fit instead.
+        """
+        if d_base is None:
+            d_base = self.d_base
+        if d_base is None:
+            raise ValueError(
+                "crossover_alpha needs d_base, the number of parameters of the "
+                "downstream-only model fitted on the labels alone. It has a default only "
+                "for feature maps that are affine in the raw inputs (covariates + raw "
+                "inputs); pass d_base=... for this representation.")
+        gap = d_base - self.d_eff
+        expected = self.pretrain_law.mean
+        if gap <= 0 or (self.sigma2 == 0 and expected > 0):
+            return math.inf
+        return expected / (self.sigma2 * gap)
+
+    def pretrain_size_for(self, share: float) -> float:
+        r"""Pre-training size ``m`` at which pre-training makes up ``share`` of the
+        expected excess risk (at the current ``n``).
+
+        The pre-training part ``E||L(Z)||^2 / m`` falls with ``m``; solving
+        ``pretraining / (pretraining + fine_tuning) = share`` gives
+
+        .. math:: m = \frac{1 - s}{s}\, \frac{n\, E\|L(Z)\|^2}{\sigma^2 d_{eff}},
+
+        and any larger ``m`` gives a smaller share (round up). ``0`` when
+        ``E||L(Z)||^2 = 0``; ``inf`` when the fine-tuning part is zero.
+        """
+        if not 0 < share < 1:
+            raise ValueError(f"share must be in (0, 1); got {share!r}.")
+        expected = self.pretrain_law.mean
+        if expected == 0:
+            return 0.0
+        fine = self.sigma2 * self.d_eff
+        if fine == 0:
+            return math.inf
+        return (1.0 - share) / share * self.nobs * expected / fine
+
+    # ---------------------------------------------------------- display
+    def summary_frame(self) -> pd.Series:
+        """The main numbers in one Series."""
+        law = self.law
+        return pd.Series({
+            "nobs": self.nobs, "nobs_pretrain": self.nobs_pretrain, "alpha": self.alpha,
+            "sigma2": self.sigma2, "d_eff": self.d_eff,
+            "E||L(Z)||^2": self.pretrain_law.mean, "mean": law.mean, "sd": law.std,
+            "median": float(law.ppf(0.5)), "q90": float(law.ppf(0.9)),
+            "expected_excess_risk": self.expected_excess_risk,
+            "pretraining_share": self.pretraining_share})
+
+    def __repr__(self) -> str:
+        return (f"RiskAsymptotics(n={self.nobs}, m={self.nobs_pretrain}, "
+                f"sigma2={self.sigma2:.4g}, d_eff={self.d_eff}, "
+                f"E||L(Z)||^2={self.pretrain_law.mean:.4g}, "
+                f"pretraining_share={self.pretraining_share:.3f})")
+
+    def plot(self, ax=None, *, excess: bool = False, quantiles=(0.5, 0.9), points: int = 200):
+        """Density of the limit law with the fine-tuning point and quantiles marked.
+
+        Needs matplotlib (``pip install "ssl_inference[plot]"``).
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+        excess : bool
+            Plot the law of ``R - sigma^2`` instead of ``n (R - sigma^2)``.
+        quantiles : sequence of float
+            Marked with dashed lines.
+        points : int
+            Grid size of the density.
+
+        Returns
+        -------
+        matplotlib Axes
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError(
+                "RiskAsymptotics.plot needs matplotlib, an optional dependency: "
+                'pip install "ssl_inference[plot]" (or pip install matplotlib).') from exc
+        law = self.excess_law if excess else self.law
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3.5))
+        label = "R - sigma^2" if excess else "n (R - sigma^2)"
+        shift = law.shift
+        if law.is_degenerate:
+            ax.axvline(shift, color="C0", label=f"{label}: point mass")
+        else:
+            hi = float(law.ppf(0.995))
+            grid = np.linspace(shift, hi, points)[1:]
+            ax.plot(grid, law.pdf(grid), color="C0", label=f"limit density of {label}")
+            ax.axvline(shift, color="C2", linestyle=":",
+                       label="fine-tuning part sigma^2 d_eff" + (" / n" if excess else ""))
+            for q in quantiles:
+                ax.axvline(float(law.ppf(q)), color="C1", linestyle="--", linewidth=1)
+                ax.text(float(law.ppf(q)), ax.get_ylim()[1] * 0.95, f" q{100 * q:g}",
+                        color="C1", va="top", fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("density")
+        ax.legend(fontsize=8)
+        return ax
