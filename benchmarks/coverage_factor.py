@@ -12,7 +12,7 @@ Design
 ------
 Raw inputs ``x = mu + Lambda h + e`` in R^p, ``p = 6``, ``k = 2`` factors,
 ``Var(h) = I``, ``Var(e) = Psi = diag(PSI)``; the loadings ``LAMBDA`` have two clear
-factors (signal-to-noise ``diag(Lambda' Psi^-1 Lambda)`` ~ (6.9, 4.0) in the gauge).
+factors (signal-to-noise ``diag(Lambda' Psi^-1 Lambda)`` = (6.8, 4.1) in the gauge).
 A ``FactorModel(2, noise="diagonal", scores="regression")`` is fitted by maximum
 likelihood on ``m`` pre-training rows; the labeled sample has ``n`` independent rows.
 
@@ -45,8 +45,9 @@ Targets (all invariant under the rotation group O(2), so they have a gauge-free 
   invariant test, not a first-stage correction (naive and two-stage agree).
 
 Sizes: ``n = 2000`` and ``m in {20000, 2000, 400}`` (n/m = 0.1, 1, 5). At ``m = 400``
-(~67 rows per raw feature) the first stage roughly doubles the intercept SE and adds
-~40-60% to the SE of ``b_z``; naive intervals are far too short there.
+(~67 rows per raw feature) the first stage multiplies the intercept SE by ~2.5 and the
+SEs of ``b_z`` and of the prediction by ~1.3-1.6; naive intervals are far too short
+there.
 
 Intervals: naive = plain statsmodels (first stage known), ``t_{df_resid}`` quantiles with
 ``bse_naive``, prediction SE from ``cov_params_naive``, naive Wald from

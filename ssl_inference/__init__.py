@@ -5,7 +5,7 @@
 >>> ssi.PCA(2).fit(X_pre).symmetry_.symbol
 '{+-1}^2'
 """
-from . import symmetry
+from . import risk, symmetry
 from .exceptions import ConvergenceWarning, IdentificationWarning, NotFittedError
 from .models import GLM, OLS, WLS, Logit, Poisson, Probit
 from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorRepresentation,
@@ -16,5 +16,5 @@ __version__ = "0.1.0"
 
 __all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
            "MEstimatorRepresentation", "Representation", "align", "OLS", "WLS",
-           "GLM", "Logit", "Probit", "Poisson", "symmetry", "NotFittedError", "IdentificationWarning",
+           "GLM", "Logit", "Probit", "Poisson", "risk", "symmetry", "NotFittedError", "IdentificationWarning",
            "ConvergenceWarning", "__version__"]

@@ -9,6 +9,11 @@ Oracles:
 * brute-force Jacobians for the feature VJP;
 * the contamination derivative of a refit, horizontally projected;
 * the group action: invariant results must not move under ``act``.
+
+Measured: PCA as estimating equations vs the built-in, influence 1e-14 and two-stage
+covariance 6e-14 (complex-step Hessian); PCA as an invariant loss (complex-step score,
+central differences of it for the Hessian) vs rotation-mode PCA, invariant SEs 7e-12;
+without complex-step safety (nested central differences) 1e-7.
 """
 from __future__ import annotations
 

@@ -209,13 +209,8 @@ def test_parametrisation_matches_the_documented_one(clusters):
         theta = _theta_from_moments(rep.weights_, rep.means_, _full_covariances(rep), cov_type)
         np.testing.assert_allclose(rep.params_, theta, rtol=1e-10, atol=1e-12)
         assert len(rep.param_names_) == rep.params_.size == rep.hessian_.shape[0]
-        np.testing.assert_allclose(rep.llf_, _row_scores_llf(theta, clusters, cov_type),
-                                   rtol=1e-12)
-
-
-def _row_scores_llf(theta, X, cov_type):
-    lj = _log_joint(theta, X, 3, cov_type)
-    return float(np.log(np.exp(lj).sum(axis=1)).sum())
+        lj = _log_joint(theta, clusters, 3, cov_type)
+        np.testing.assert_allclose(rep.llf_, np.log(np.exp(lj).sum(axis=1)).sum(), rtol=1e-12)
 
 
 # ------------------------------------------------------------------------ influence

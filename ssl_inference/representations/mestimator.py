@@ -108,7 +108,13 @@ def horizontal_inverse(hessian: np.ndarray, vertical: np.ndarray | None = None, 
 
 
 def horizontal_basis(q: int, vertical: np.ndarray | None) -> np.ndarray:
-    """Orthonormal basis (q, q - r) of the orthogonal complement of ``span(vertical)``."""
+    """Orthonormal basis (q, q - r) of the orthogonal complement of ``span(vertical)``.
+
+    Examples
+    --------
+    >>> horizontal_basis(3, np.array([[1.0], [1.0], [0.0]])).shape
+    (3, 2)
+    """
     if vertical is None or np.size(vertical) == 0:
         return np.eye(q)
     U, s, _ = np.linalg.svd(np.asarray(vertical, dtype=float).reshape(q, -1))
@@ -117,7 +123,13 @@ def horizontal_basis(q: int, vertical: np.ndarray | None) -> np.ndarray:
 
 
 def vertical_basis(q: int, vertical: np.ndarray | None) -> np.ndarray:
-    """Orthonormal basis (q, r) of ``span(vertical)`` (r = its numerical rank)."""
+    """Orthonormal basis (q, r) of ``span(vertical)`` (r = its numerical rank).
+
+    Examples
+    --------
+    >>> vertical_basis(3, np.array([[2.0, 4.0], [0.0, 0.0], [0.0, 0.0]])).shape  # rank 1
+    (3, 1)
+    """
     if vertical is None or np.size(vertical) == 0:
         return np.zeros((q, 0))
     U, s, _ = np.linalg.svd(np.asarray(vertical, dtype=float).reshape(q, -1),
@@ -323,7 +335,16 @@ class MEstimatorRepresentation(Representation):
         self.feature_prefix = feature_prefix
 
     def get_params(self) -> dict:
-        """Hyper-parameters as passed to ``__init__`` (``transform``, ``act`` included)."""
+        """Hyper-parameters as passed to ``__init__`` (``transform``, ``act`` included).
+
+        Examples
+        --------
+        >>> import ssl_inference as ssi
+        >>> f = lambda X, t: X - t
+        >>> rep = ssi.MEstimatorRepresentation(estimating_function=f, transform=f, params=[0.0])
+        >>> rep.get_params()["transform"] is f
+        True
+        """
         out = {name: getattr(self, name) for name in (
             "loss", "estimating_function", "params", "symmetry", "vertical", "score",
             "hessian", "feature_jacobian", "optimize", "alignment", "n_features_in",
@@ -349,6 +370,18 @@ class MEstimatorRepresentation(Representation):
         Returns
         -------
         self
+
+        Examples
+        --------
+        A scale parameter fitted inside ``fit`` (``optimize=True``), features ``x / t``:
+
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(500, 1)) * 2.0
+        >>> rep = ssi.MEstimatorRepresentation(
+        ...     loss=lambda X, t: (X[:, 0] ** 2 - t[0] ** 2) ** 2,
+        ...     transform=lambda X, t: X / t[0], params=[1.0], optimize=True).fit(X)
+        >>> bool(np.isclose(rep.params_[0] ** 2, np.mean(X ** 2)))
+        True
         """
         self._check_hyperparameters()
         arr = as_float_matrix(X, "X_pre")
@@ -667,7 +700,18 @@ class MEstimatorRepresentation(Representation):
         return moved
 
     def alignment_coordinates(self) -> np.ndarray:
-        """Rows that move with ``rho(g)`` (k, c): see the ``alignment`` parameter."""
+        """Rows that move with ``rho(g)`` (k, c): see the ``alignment`` parameter.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(100, 2))
+        >>> rep = ssi.MEstimatorRepresentation(
+        ...     estimating_function=lambda X, t: X - t, transform=lambda X, t: X - t,
+        ...     params=X.mean(axis=0)).fit(X)
+        >>> rep.alignment_coordinates().shape        # features of 0, +-e_1, +-e_2
+        (2, 5)
+        """
         self._check_fitted()
         if callable(self.alignment):
             return np.asarray(self.alignment(self.params_), dtype=float)

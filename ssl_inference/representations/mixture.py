@@ -168,7 +168,8 @@ class GaussianMixture(Representation):
     random_state : int, numpy Generator or None
         Seed of the k-means++ starts.
     feature_prefix : str
-        Prefix of the feature names (``"gmm"`` gives ``gmm1, gmm2, ...``).
+        Prefix of the feature names (``"gmm"`` gives ``gmm_h1, gmm_h2, ...`` for the
+        contrasts, ``gmm0, gmm1, ...`` for ``coding="full"``).
 
     Attributes
     ----------
@@ -192,9 +193,10 @@ class GaussianMixture(Representation):
         EM iterations of the kept start.
     gated_basis_ : ndarray (d, r)
         ``B``, with ``features="gated"``.
-    symmetry_ : Permutations
-        ``S_K``, acting by permutation of the ``K`` component blocks of the full
-        (undropped) features.
+    symmetry_ : PermutationContrasts or Permutations
+        ``S_K`` with its action on the features: ``PermutationContrasts(K, r)`` for
+        ``coding="contrast"``, ``Permutations(K, r + 1)`` for ``coding="full"``
+        (``r = 0`` for responsibilities).
 
     Notes
     -----
@@ -231,8 +233,9 @@ class GaussianMixture(Representation):
     ``N_k, S1_k = sum tau v, S2_k = sum tau v v'`` (``d^2 l / d mu^2 = -U U'``,
     ``d^2 l / d mu_c d U_ab = 1{a=c} w_b + v_a U_cb``,
     ``d^2 l / d U_ab d U_ce = -1{a=b=c=e} / U_aa^2 - v_a v_c 1{b=e}``, plus the chain
-    rule of the log-diagonal) and the logit block is ``-(diag pi - pi pi')``. The group ``S_K`` is finite, so
-    there is no vertical direction: the influence is the ordinary one in the gauge.
+    rule of the log-diagonal) and the logit block is ``-(diag pi - pi pi')``. The group
+    ``S_K`` is finite, so there is no vertical direction: the influence is the ordinary
+    one in the gauge.
 
     **Gauge**: the components are ordered by ``a' mu_k``, where ``a`` is the leading
     eigenvector of the centred means' scatter ``M = (1/K) sum_k (mu_k - mu_bar)
@@ -444,7 +447,6 @@ class GaussianMixture(Representation):
     def _set_parameters(self, theta: np.ndarray, hessian: np.ndarray) -> None:
         layout = self._layout
         mix = layout.unpack(theta)
-        K, d = layout.K, layout.d
         self.params_ = theta
         self._mixture = mix
         self.hessian_ = hessian
@@ -462,13 +464,14 @@ class GaussianMixture(Representation):
         self._frame = self._gated_frame(mix.means) if self.features == "gated" else None
         if self.features == "gated":
             self.gated_basis_ = self._basis().copy()
+        elif hasattr(self, "gated_basis_"):  # left over from an earlier gated fit
+            del self.gated_basis_
         evals, evecs = np.linalg.eigh(-hessian)
         self._hessian_negative_definite = bool(evals[0] > 1e-10 * max(evals[-1], 1e-300))
         if self._hessian_negative_definite:
             self._hessian_inv = -(evecs / evals) @ evecs.T
         else:
             self._hessian_inv = -np.linalg.pinv(-hessian, hermitian=True)
-        del K, d
 
     # ----------------------------------------------------------------- EM
     def _initial_responsibilities(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -482,8 +485,9 @@ class GaussianMixture(Representation):
             idx = rng.choice(m, p=dist2 / total) if total > 0 else rng.integers(m)
             centers[k] = X[idx]
             dist2 = np.minimum(dist2, ((X - centers[k]) ** 2).sum(axis=1))
+        sq_norms = (X ** 2).sum(axis=1, keepdims=True)
         for _ in range(10):
-            labels = ((X[:, None, :] - centers[None]) ** 2).sum(axis=2).argmin(axis=1)
+            labels = (sq_norms - 2.0 * X @ centers.T + (centers ** 2).sum(axis=1)).argmin(axis=1)
             new = np.array([X[labels == k].mean(axis=0) if np.any(labels == k) else centers[k]
                             for k in range(K)])
             if np.array_equal(new, centers):
@@ -501,10 +505,11 @@ class GaussianMixture(Representation):
         if np.any(counts <= 1e-8 * m):
             raise _DegenerateStart(f"component {int(np.argmin(counts))} lost all its rows.")
         means = (resp.T @ X) / counts[:, None]
-        diff = X[None, :, :] - means[:, None, :]                             # (K, m, d)
-        weighted = resp.T[:, :, None] * diff
+        cov = np.empty((K, d, d))
+        for k in range(K):  # O(m d) memory per component
+            diff = X - means[k]
+            cov[k] = (resp[:, k, None] * diff).T @ diff / counts[k]
         if self.covariance_type == "full":
-            cov = weighted.transpose(0, 2, 1) @ diff / counts[:, None, None]
             try:
                 chol = np.linalg.cholesky(cov)
             except np.linalg.LinAlgError:
@@ -513,7 +518,7 @@ class GaussianMixture(Representation):
                                        "singular.") from None
             U = np.triu(np.linalg.inv(chol).transpose(0, 2, 1))  # Sigma^-1 = U U', U = chol^-T
         else:
-            var = (weighted * diff).sum(axis=1) / counts[:, None]            # (K, d)
+            var = np.diagonal(cov, axis1=1, axis2=2)                         # (K, d)
             if self.covariance_type == "spherical":
                 var = np.repeat(var.mean(axis=1, keepdims=True), d, axis=1)
             if np.any(var <= 1e-300):
@@ -654,7 +659,7 @@ class GaussianMixture(Representation):
         Examples
         --------
         >>> import numpy as np, ssl_inference as ssi
-        >>> X = np.random.default_rng(0).normal(size=(200, 1)) * 0.5 + [[0.0]] * 1
+        >>> X = np.random.default_rng(0).normal(size=(200, 1)) * 0.5
         >>> X[:100] += 4.0
         >>> rep = ssi.GaussianMixture(2, random_state=0).fit(X)
         >>> rep.predict_proba(np.array([[0.0], [4.0]])).round(3)
@@ -765,9 +770,9 @@ class GaussianMixture(Representation):
                 "Two top eigenvalues of the centred means' scatter are exactly tied, so the "
                 "gated basis has no derivative; choose another gated_rank."
             )
-        weights = np.where(off, 1.0 / np.where(off, gap, 1.0), 0.0)
-        phi = (E.T @ frame_bar) * weights                                   # (batch, d, r)
-        mbar = E @ phi @ B.T
+        inv_gap = np.where(off, 1.0 / np.where(off, gap, 1.0), 0.0)
+        coeffs = (E.T @ frame_bar) * inv_gap                                # (batch, d, r)
+        mbar = E @ coeffs @ B.T
         mbar = 0.5 * (mbar + mbar.transpose(0, 2, 1))
         centred_means = self._mixture.means - self._mixture.means.mean(axis=0)
         return direct + (2.0 / self.n_components) * np.einsum("bij,kj->bki", mbar,
@@ -961,10 +966,12 @@ class GaussianMixture(Representation):
 def _log_joint(X: np.ndarray, mix: _Mixture) -> np.ndarray:
     """``l_k(x) = log pi_k + log N(x; mu_k, Sigma_k)`` for all rows and components."""
     K, d = mix.means.shape
-    w = (X[None, :, :] - mix.means[:, None, :]) @ mix.prec_chol             # (K, n, d)
     log_det = np.log(np.diagonal(mix.prec_chol, axis1=1, axis2=2)).sum(axis=1)
-    const = mix.log_weights + log_det - 0.5 * d * LOG_2PI
-    return const[None, :] - 0.5 * (w * w).sum(axis=2).T
+    out = np.empty((X.shape[0], K))
+    for k in range(K):  # O(n d) memory per component
+        w = (X - mix.means[k]) @ mix.prec_chol[k]
+        out[:, k] = -0.5 * (w * w).sum(axis=1)
+    return out + (mix.log_weights + log_det - 0.5 * d * LOG_2PI)
 
 
 def _posterior(X: np.ndarray, mix: _Mixture) -> tuple[np.ndarray, np.ndarray]:

@@ -40,8 +40,9 @@ class SpectralContrastive(Representation):
         the positive views of OTHER pairs (below); ``"given"``: passed as ``X_neg`` and
         independent of the pairs; ``"auto"``: ``"given"`` when ``fit`` receives
         ``X_neg``, else ``"permutation"``.
-    random_state : int
-        Seed of the negative draw (the fit is deterministic for equal data).
+    random_state : int or None
+        Seed of the negative draw: with an integer the fit is deterministic for equal
+        data; None draws fresh negatives on every fit.
     max_iter : int
         Iterations of the trust-region refinement of the closed-form start.
     feature_prefix : str
@@ -138,7 +139,8 @@ class SpectralContrastive(Representation):
 
     def __init__(self, n_components: int, *,
                  negatives: Literal["auto", "permutation", "given"] = "auto",
-                 random_state: int = 0, max_iter: int = 100, feature_prefix: str = "sc"):
+                 random_state: int | None = 0, max_iter: int = 100,
+                 feature_prefix: str = "sc"):
         self.n_components = n_components
         self.negatives = negatives
         self.random_state = random_state
@@ -150,7 +152,17 @@ class SpectralContrastive(Representation):
         return int(self.n_components)
 
     def clone(self) -> "SpectralContrastive":
-        """An unfitted copy; ``negatives="auto"`` is resolved to the fitted mode."""
+        """An unfitted copy; ``negatives="auto"`` is resolved to the fitted mode.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
+        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
+        >>> rep.clone().negatives
+        'permutation'
+        """
         params = self.get_params()
         if params["negatives"] == "auto" and hasattr(self, "negatives_"):
             params["negatives"] = self.negatives_
@@ -174,6 +186,20 @@ class SpectralContrastive(Representation):
         Returns
         -------
         self
+
+        Examples
+        --------
+        The single-array form (what the aligned bootstrap calls) gives the same fit:
+
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
+        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
+        >>> rep.pretrain_data_.shape
+        (300, 6)
+        >>> again = ssi.SpectralContrastive(2, negatives="permutation").fit(rep.pretrain_data_)
+        >>> bool(np.array_equal(again.components_, rep.components_))
+        True
         """
         k = self.n_components
         X_, Xp, Xn, mode = self._parse_views(X, X_pos, X_neg)
@@ -319,7 +345,18 @@ class SpectralContrastive(Representation):
         return moved
 
     def alignment_coordinates(self) -> np.ndarray:
-        """Rows that move with ``Q``: ``A`` (k, d)."""
+        """Rows that move with ``Q``: ``A`` (k, d).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
+        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
+        >>> moved, Q = ssi.align(rep.act(np.array([[0.0, 1.0], [1.0, 0.0]])), rep)
+        >>> bool(np.allclose(moved.alignment_coordinates(), rep.alignment_coordinates()))
+        True
+        """
         self._check_fitted()
         return self.components_
 
@@ -410,7 +447,17 @@ class SpectralContrastive(Representation):
 
     def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
                            ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Stream ``IF(units[a:b]) K' = -psi(units[a:b]) (K H_h^+)'`` (memory O(chunk k d))."""
+        """Stream ``IF(units[a:b]) K' = -psi(units[a:b]) (K H_h^+)'`` (memory O(chunk k d)).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
+        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
+        >>> [(a, b, B.shape) for a, b, B in rep.influence_contract(np.ones((1, 6)), chunk_rows=200)]
+        [(0, 200, (200, 1)), (200, 300, (100, 1))]
+        """
         self._check_fitted()
         KH = np.atleast_2d(np.asarray(K, dtype=float)) @ self._horizontal_inverse
         for start in range(0, self.nobs_, chunk_rows):
