@@ -1,5 +1,10 @@
-"""Shared fixtures: small seeded two-stage problems and the formula-engine switch."""
+"""Shared fixtures: small seeded two-stage problems, the formula-engine switch and a
+loader for the benchmark scripts (``load_benchmark``)."""
 from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -7,6 +12,26 @@ import pytest
 import statsmodels.formula
 
 SCALES = np.array([3.0, 2.2, 1.5, 1.0, 0.6])
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as module ``name`` (once; later calls reuse it).
+
+    The module is registered in ``sys.modules`` before it runs: dataclasses resolve their
+    module through it, and a benchmark that imports another one by name gets this copy.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def make_problem(seed: int = 0, m: int = 400, n: int = 150, p: int = 5):

@@ -16,33 +16,20 @@ stage treated as known) must be below the band for the three interval targets.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ssl_inference as ssi
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage_factor.py"
+from .conftest import load_benchmark
+
 REPS = 800
 MC_SE = np.sqrt(0.95 * 0.05 / REPS)
 BAND = (0.95 - 3 * MC_SE, 0.95 + 3 * MC_SE)
 
-
-def _load_benchmark():
-    name = "coverage_factor"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("coverage_factor")
 
 
 def test_design_is_recovered_by_a_large_sample():

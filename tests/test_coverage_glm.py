@@ -16,13 +16,11 @@ the targets whose variance the first stage dominates.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import coverage_glm as bench  # noqa: E402
+from .conftest import load_benchmark
+
+bench = load_benchmark("coverage_glm")
 
 REPS = 600
 MC_SE = np.sqrt(0.95 * 0.05 / REPS)

@@ -18,9 +18,6 @@ naive coverage must lie *below* the band for every target.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,21 +25,9 @@ import statsmodels.api as sm
 
 import ssl_inference as ssi
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage_spectral.py"
+from .conftest import load_benchmark
 
-
-def _load_benchmark():
-    name = "coverage_spectral"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("coverage_spectral")
 
 
 @pytest.fixture(autouse=True)

@@ -14,10 +14,6 @@ Newton fit of the d = 20, K = 4 mixture takes tens of seconds here.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import optimize, stats
@@ -26,21 +22,9 @@ import ssl_inference as ssi
 from ssl_inference.datasets import FactorModelData, SpectralDiagonalModel
 from ssl_inference.risk import WeightedChiSquare
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "risk_validation.py"
+from .conftest import load_benchmark
 
-
-def _load_benchmark():
-    name = "risk_validation"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("risk_validation")
 
 
 # ------------------------------------------------- closed forms vs direct Monte Carlo
