@@ -30,6 +30,11 @@ def _first_stages(rng):
         "spectral": (ssi.SpectralContrastive(2), X, X_pos),
         "mixture": (ssi.GaussianMixture(3, covariance_type="spherical", n_init=2,
                                         random_state=0), X_mix, None),
+        # a user-defined first stage: location by least squares, features = centred x0, x1
+        "mestimator": (ssi.MEstimatorRepresentation(
+            loss=lambda X, t: ((X - t) ** 2).sum(axis=1),
+            transform=lambda X, t: (X - t)[:, :2], params=X.mean(axis=0), optimize=True),
+            X, None),
     }
 
 
@@ -60,7 +65,7 @@ def _labeled(rng, rep_name, X_source):
 
 @pytest.mark.parametrize("second", list(SECOND_STAGES))
 @pytest.mark.parametrize("first", ["pca-sign", "pca-rotation", "factor", "spectral",
-                                   "mixture"])
+                                   "mixture", "mestimator"])
 def test_pipeline(first, second):
     rng = np.random.default_rng(zlib.crc32(f"{first}/{second}".encode()))
     rep, X_pre, X_pos = _first_stages(rng)[first]
