@@ -125,6 +125,10 @@ class Group:
         R = np.atleast_2d(np.asarray(R, dtype=float))
         d = R.shape[1] if n_params is None else n_params
         r = np.zeros(R.shape[0]) if r is None else np.asarray(r, dtype=float).ravel()
+        # scale each row to unit max-norm (tiny coefficients would overflow the pseudo-
+        # inverse); rows without coefficients constrain nothing and are dropped
+        scale = np.abs(R).max(axis=1)
+        R, r = R[scale > 0] / scale[scale > 0, None], r[scale > 0] / scale[scale > 0]
         beta0 = np.linalg.pinv(R) @ r
         rank = np.linalg.matrix_rank(R, tol=tol * max(1.0, np.abs(R).max()))
 

@@ -38,6 +38,9 @@ REP = [2, 3, 4]
     (Permutations(3), [[0, 0, 1, 0, 0]], None, False),
     (Permutations(3), [[0, 0, 1, -1, 0]], None, False),
     (Trivial(3), [[0, 0, 1, -1, 0]], [0.3], True),
+    # tiny but nonzero coefficients are coefficients: scaling does not change the answer
+    (Orthogonal(3), [[0, 5e-324, 0, 0, 0]], None, True),
+    (Orthogonal(3), [[0, 1.0, 0, 1e-3, 0]], None, False),
 ])
 def test_is_invariant_hand_worked(group, R, r, expected):
     assert group.is_invariant(R, r, rep_cols=REP) is expected
