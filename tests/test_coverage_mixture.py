@@ -11,6 +11,7 @@ fails a single check with probability ~0.3% (the run is seeded, so the outcome i
 fixed); dropping the first-stage term (the naive SE) fails it by a wide margin, and an
 SE off by 25% either way moves coverage by ~4 points and would typically fail. The naive
 coverage must be *below* the band for the targets dominated by the first stage.
+The same checks run for the Logit configuration of the benchmark (K = 2, n = 8000).
 """
 from __future__ import annotations
 
@@ -61,6 +62,24 @@ def test_designs_are_in_the_package_gauge(design):
 def test_coverage_k2_first_stage_matters():
     cfg = bench.Config("K2", "gaussian", "responsibilities", 2000, 4000)
     df = bench.simulate(cfg, REPS, seed=[2026, 1])
+    assert df["warning_rate"].max() == 0
+    banded = df[df["banded"]]
+    ok = banded["coverage_two_stage"].between(*BAND)
+    assert ok.all(), (
+        f"two-stage coverage outside [{BAND[0]:.4f}, {BAND[1]:.4f}]:\n"
+        + banded.loc[~ok, ["target", "coverage_two_stage", "sd_est",
+                           "mean_se_two_stage"]].to_string())
+    low = df[df["target"].isin(["const", "pred_edge", "joint_inv"])]
+    assert (low["coverage_naive"] < BAND[0]).all(), (
+        "naive coverage should be below the band where the first stage matters:\n"
+        + low[["target", "coverage_naive"]].to_string())
+
+
+def test_coverage_k2_logit_first_stage_matters():
+    """The same K = 2 design with a logistic second stage (n = 8000, n/m = 4); the
+    prediction is on the linear-predictor scale, naive tests use normal / chi2."""
+    cfg = bench.Config("K2", "gaussian", "responsibilities", 2000, 8000, model="logit")
+    df = bench.simulate(cfg, REPS, seed=[2026, 2])
     assert df["warning_rate"].max() == 0
     banded = df[df["banded"]]
     ok = banded["coverage_two_stage"].between(*BAND)

@@ -435,9 +435,51 @@ def test_formula_and_array_interfaces_agree(overlapping):
 
 
 # ------------------------------------------------------------- delicatessen oracle
+def _stacked_mixture_oracle(rep, X_pre, X_lab, exog, y, params, model="linear"):
+    """delicatessen's stacked M-estimator, started at our estimates.
+
+    Units: the ``m`` pre-training rows (first stage: the per-row mixture score by the
+    complex step, ``_row_scores``), then the ``n`` labeled rows (second stage on
+    ``[exog, Helmert contrast of the responsibilities]``, written here), each zero in
+    the other sample's equations. ``model="linear"``: OLS normal equations;
+    ``"logistic"`` / ``"poisson"``: delicatessen's ``ee_regression``. Only ``K = 2``.
+    Returns ``(estimator, init)``; parameters ``[theta (q), beta]``.
+    """
+    from delicatessen import MEstimator
+    from delicatessen.estimating_equations import ee_regression
+
+    K, cov_type = rep.n_components, rep.covariance_type
+    assert K == 2
+    m, n, d = X_pre.shape[0], X_lab.shape[0], X_pre.shape[1]
+    exog = np.asarray(exog, dtype=float)
+    q = rep.params_.size
+    Xf = np.vstack([X_pre, np.zeros((n, d))])
+    is_pre = np.r_[np.ones(m), np.zeros(n)]
+    Xl = np.vstack([np.zeros((m, d)), X_lab])
+    Z = np.vstack([np.zeros((m, exog.shape[1])), exog])
+    Y = np.r_[np.zeros(m), y]
+    is_lab = 1.0 - is_pre
+
+    def psi(theta):
+        theta = np.asarray(theta, dtype=float)
+        first = _row_scores(theta[:q], Xf, K, cov_type) * is_pre
+        tau = _responsibilities(theta[:q], Xl, K, cov_type)
+        W = np.column_stack([Z, (tau[:, 0] - tau[:, 1]) / np.sqrt(2.0)])  # Helmert contrast
+        if model == "linear":
+            resid = (Y - W @ theta[q:]) * is_lab
+            second = (W * resid[:, None]).T
+        else:
+            second = ee_regression(theta[q:], W, Y, model, weights=is_lab)
+        return np.vstack([first, second])
+
+    init = np.concatenate([rep.params_, np.asarray(params)])
+    est = MEstimator(psi, init=init)
+    est.estimate(deriv_method="capprox", dx=1e-6)
+    return est, init
+
+
 def test_two_stage_covariance_matches_delicatessen():
     pytest.importorskip("delicatessen")
-    from delicatessen import MEstimator
 
     K, cov_type = 2, "full"
     rng = np.random.default_rng(2025)
@@ -458,24 +500,8 @@ def test_two_stage_covariance_matches_delicatessen():
         cov_kwds={"second_stage": "HC0"})
 
     q = rep.params_.size
-    Xf = np.vstack([X_pre, np.zeros((n, 2))])
-    is_pre = np.r_[np.ones(m), np.zeros(n)]
-    Xl = np.vstack([np.zeros((m, 2)), X_lab])
-    Z = np.vstack([np.zeros((m, 2)), sm.add_constant(z)])
-    Y = np.r_[np.zeros(m), y]
-    is_lab = 1.0 - is_pre
-
-    def psi(theta):
-        theta = np.asarray(theta, dtype=float)
-        first = _row_scores(theta[:q], Xf, K, cov_type) * is_pre
-        tau = _responsibilities(theta[:q], Xl, K, cov_type)
-        W = np.column_stack([Z, (tau[:, 0] - tau[:, 1]) / np.sqrt(2.0)])  # Helmert contrast
-        resid = (Y - W @ theta[q:]) * is_lab
-        return np.vstack([first, (W * resid[:, None]).T])
-
-    init = np.concatenate([rep.params_, np.asarray(res.params)])
-    est = MEstimator(psi, init=init)
-    est.estimate(deriv_method="capprox", dx=1e-6)
+    est, init = _stacked_mixture_oracle(rep, X_pre, X_lab, sm.add_constant(z), y,
+                                        np.asarray(res.params))
     np.testing.assert_allclose(est.theta, init, rtol=0, atol=1e-8)
     V_deli = est.variance[q:, q:]
     V_pkg = np.asarray(res.cov_params())
