@@ -85,7 +85,23 @@ class PredictionResultsBase:
                             index=self.row_labels)
 
 
-class PredictionResults(PredictionResultsBase):
+class _MeanNames:
+    """statsmodels' names for a predicted mean: ``predicted_mean``, ``var_pred_mean``, ``se_mean``."""
+
+    @property
+    def predicted_mean(self) -> np.ndarray:
+        return self.predicted
+
+    @property
+    def var_pred_mean(self) -> np.ndarray:
+        return self.var_pred
+
+    @property
+    def se_mean(self) -> np.ndarray:
+        return self.se
+
+
+class PredictionResults(_MeanNames, PredictionResultsBase):
     """Predicted means of least squares with standard errors and intervals.
 
     Parameters
@@ -103,18 +119,6 @@ class PredictionResults(PredictionResultsBase):
     def __init__(self, predicted_mean, var_pred_mean, var_resid, df=None, row_labels=None):
         super().__init__(predicted_mean, var_pred_mean, df=df, row_labels=row_labels)
         self.var_resid = var_resid
-
-    @property
-    def predicted_mean(self) -> np.ndarray:
-        return self.predicted
-
-    @property
-    def var_pred_mean(self) -> np.ndarray:
-        return self.var_pred
-
-    @property
-    def se_mean(self) -> np.ndarray:
-        return self.se
 
     @property
     def se_obs(self) -> np.ndarray:
@@ -188,7 +192,7 @@ class PredictionResultsMonotonic(PredictionResultsBase):
         raise ValueError(f"method must be 'endpoint' or 'delta'; got {method!r}.")
 
 
-class PredictionResultsMean(PredictionResultsMonotonic):
+class PredictionResultsMean(_MeanNames, PredictionResultsMonotonic):
     """GLM's default prediction result (``which=None``), statsmodels' legacy names.
 
     The numbers are those of :class:`PredictionResultsMonotonic`; ``linpred`` is the
@@ -208,18 +212,6 @@ class PredictionResultsMean(PredictionResultsMonotonic):
                          df=linpred.df, row_labels=linpred.row_labels)
         self.linpred = linpred
         self.var_resid = linpred.var_resid
-
-    @property
-    def predicted_mean(self) -> np.ndarray:
-        return self.predicted
-
-    @property
-    def var_pred_mean(self) -> np.ndarray:
-        return self.var_pred
-
-    @property
-    def se_mean(self) -> np.ndarray:
-        return self.se
 
     def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
         """DataFrame with columns mean, mean_se, mean_ci_lower, mean_ci_upper."""

@@ -72,36 +72,32 @@ _BINARY_EXAMPLE = """
 """
 
 
-class Logit(_DiscreteMixin, sm.Logit):
+class _BinaryMixin(_DiscreteMixin):
+    """Shared constructor of the two-stage binary models (Logit, Probit)."""
+
+    _results_name: str
+
+    def __init__(self, endog, exog, offset=None, check_rank: bool = True, *,
+                 representation=None, features=None, pretrain_index=None, **kwargs):
+        self._check_kwargs(kwargs, error=True)
+        self._init_two_stage(endog, exog, representation=representation, features=features,
+                             pretrain_index=pretrain_index, rowwise={"offset": offset},
+                             check_rank=check_rank, **kwargs)
+
+    @property
+    def _results_class(self):
+        from .. import results
+        return getattr(results, self._results_name)
+
+
+class Logit(_BinaryMixin, sm.Logit):
     __doc__ = two_stage_docstring(sm.Logit, _BINARY_EXAMPLE.format(name="Logit"))
-
-    def __init__(self, endog, exog, offset=None, check_rank: bool = True, *,
-                 representation=None, features=None, pretrain_index=None, **kwargs):
-        self._check_kwargs(kwargs, error=True)
-        self._init_two_stage(endog, exog, representation=representation, features=features,
-                             pretrain_index=pretrain_index, rowwise={"offset": offset},
-                             check_rank=check_rank, **kwargs)
-
-    @property
-    def _results_class(self):
-        from ..results import TwoStageLogitResults
-        return TwoStageLogitResults
+    _results_name = "TwoStageLogitResults"
 
 
-class Probit(_DiscreteMixin, sm.Probit):
+class Probit(_BinaryMixin, sm.Probit):
     __doc__ = two_stage_docstring(sm.Probit, _BINARY_EXAMPLE.format(name="Probit"))
-
-    def __init__(self, endog, exog, offset=None, check_rank: bool = True, *,
-                 representation=None, features=None, pretrain_index=None, **kwargs):
-        self._check_kwargs(kwargs, error=True)
-        self._init_two_stage(endog, exog, representation=representation, features=features,
-                             pretrain_index=pretrain_index, rowwise={"offset": offset},
-                             check_rank=check_rank, **kwargs)
-
-    @property
-    def _results_class(self):
-        from ..results import TwoStageProbitResults
-        return TwoStageProbitResults
+    _results_name = "TwoStageProbitResults"
 
 
 class Poisson(_DiscreteMixin, sm.Poisson):
