@@ -6,7 +6,8 @@
 '{+-1}^2'
 """
 from . import risk, symmetry
-from .exceptions import ConvergenceWarning, IdentificationWarning, NotFittedError
+from .exceptions import (ConvergenceWarning, IdentificationWarning,
+                         NonInvariantHypothesisError, NotFittedError)
 from .models import GLM, OLS, WLS, Logit, Poisson, Probit
 from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorRepresentation,
                               Representation, SpectralContrastive)
@@ -16,5 +17,6 @@ __version__ = "0.1.0"
 
 __all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
            "MEstimatorRepresentation", "Representation", "align", "OLS", "WLS",
-           "GLM", "Logit", "Probit", "Poisson", "risk", "symmetry", "NotFittedError", "IdentificationWarning",
+           "GLM", "Logit", "Probit", "Poisson", "risk", "symmetry", "NotFittedError",
+           "NonInvariantHypothesisError", "IdentificationWarning",
            "ConvergenceWarning", "__version__"]

@@ -32,7 +32,7 @@ __all__ = ["CovarianceSpec", "TwoStageCovariance", "VarianceParts"]
 SECOND_STAGE_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")
 COV_TYPES = ("two-stage", "naive", "bootstrap")
 COV_KWDS = {"two-stage": ("second_stage", "groups", "pretrain_groups"),
-            "naive": ("second_stage", "groups"),
+            "naive": ("second_stage", "groups", "pretrain_groups"),
             "bootstrap": ("reps", "seed", "alpha", "groups", "pretrain_groups")}
 
 

@@ -33,14 +33,32 @@ def inflation_frame(res) -> pd.DataFrame:
     naive = np.sqrt(np.diag(res._cov_naive))
     two = np.sqrt(np.diag(res.cov_params_default) if res.cov_type == "bootstrap" else total)
     label = "bootstrap SE" if res.cov_type == "bootstrap" else "two-stage SE"
-    return pd.DataFrame({"naive SE": naive, label: two, "SE ratio": two / naive,
-                         "pretrain share": np.diag(parts.pretraining) / total},
-                        index=list(res.model.exog_names))
+    columns = {"naive SE": naive, label: two, "SE ratio": two / naive,
+               "pretrain share": np.diag(parts.pretraining) / total}
+    if res.model.pretrain_index is not None:  # the shares add to one with the cross term
+        columns["overlap share"] = np.diag(parts.cross) / total
+    return pd.DataFrame(columns, index=list(res.model.exog_names))
+
+
+def first_stage_problems(rep) -> list[str]:
+    """Fit problems of the first stage that invalidate its standard errors."""
+    lines = []
+    if not getattr(rep, "converged_", True):
+        lines.append(f"WARNING: the first stage ({type(rep).__name__}) did not converge; "
+                     "the two-stage standard errors are unreliable.")
+    heywood = getattr(rep, "heywood_", ())
+    if len(heywood):
+        lines.append(f"WARNING: Heywood case in the first stage (unique variance of raw "
+                     f"feature(s) {list(map(int, heywood))} at zero); the estimate is on the "
+                     "boundary and the two-stage standard errors are not valid. Use fewer "
+                     "factors or drop the variable.")
+    return lines
 
 
 def notes(res) -> list[str]:
     rep = res.model.representation
-    lines = [f"First-stage gauge ({type(rep).__name__}): {rep.gauge_convention}."]
+    lines = first_stage_problems(rep)
+    lines.append(f"First-stage gauge ({type(rep).__name__}): {rep.gauge_convention}.")
     if res.cov_type not in ("two-stage", "bootstrap"):
         lines.append("These SEs are naive: they ignore that the features were estimated on "
                      "X_pre. Use cov_type='two-stage' for valid inference.")

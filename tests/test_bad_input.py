@@ -136,7 +136,7 @@ def test_unknown_model_keyword(fitted):
     ("bootstrap", {"alpha": 1.5}, r"cov_kwds\['alpha'\] must be in \(0, 1\)"),
     ("bootstrap", {"second_stage": "HC1"}, r"Unknown cov_kwds \['second_stage'\]"),
     ("two-stage", {"secondstage": "HC1"}, r"Unknown cov_kwds \['secondstage'\]"),
-    ("naive", {"pretrain_groups": np.zeros(400)}, r"Unknown cov_kwds \['pretrain_groups'\]"),
+    ("naive", {"reps": 10}, r"Unknown cov_kwds \['reps'\]"),
     ("two-stage", {"second_stage": "HC4"}, r"must be one of \('nonrobust'"),
     ("two-stage", {"second_stage": "cluster"}, "pass groups="),
     ("two-stage", {"groups": np.zeros(150)}, "set second_stage='cluster'"),
@@ -164,6 +164,16 @@ def test_overlap_with_one_sided_clusters(fitted):
     model = smf.ols("y ~ z", df, representation=rep, features=cols, pretrain_index=idx)
     with pytest.raises(ValueError, match="clustering must cover both samples"):
         model.fit(cov_kwds={"second_stage": "cluster", "groups": "g"})
+    # with both sides given, the naive fit is plain statsmodels' cluster covariance
+    both = {"second_stage": "cluster", "groups": "g",
+            "pretrain_groups": np.arange(rep.nobs_) % 7}
+    naive = model.fit(cov_type="naive", cov_kwds=both)
+    df_pc = df.join(rep.transform(df[cols]))
+    plain = sm.OLS.from_formula("y ~ z + pc0 + pc1", df_pc).fit(
+        cov_type="cluster", cov_kwds={"groups": df["g"]})
+    np.testing.assert_allclose(naive.bse, plain.bse, rtol=1e-10)
+    np.testing.assert_allclose(naive.bse_naive, model.fit(cov_kwds=both).bse_naive,
+                               rtol=1e-12)
 
 
 def test_prediction_inputs(fitted):

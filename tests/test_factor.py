@@ -613,3 +613,23 @@ def test_sklearn_conventions_dataframes_and_clone():
     np.testing.assert_array_equal(twin.fit(frame).params_, rep.params_)
     assert rep.params_.size == 6 + 12 + 6 and rep.nobs_ == 300
     assert "Lambda' Psi^-1 Lambda diagonal" in rep.gauge_convention
+
+
+def test_summary_flags_heywood_and_non_convergence():
+    X = _heywood_data(np.random.default_rng(61))
+    with pytest.warns(IdentificationWarning, match="Heywood"):
+        rep = ssi.FactorModel(1).fit(X)
+    y = X[:400, 1] + np.random.default_rng(64).normal(size=400)
+    text = str(ssi.OLS(y, np.ones((400, 1)), representation=rep,
+                       features=X[:400]).fit().summary())
+    assert "WARNING: Heywood case in the first stage (unique variance of raw feature(s) [0]" \
+        in text
+    X = factor_data(np.random.default_rng(63), 500)
+    with pytest.warns(ConvergenceWarning):
+        rep = ssi.FactorModel(2, max_iter=2).fit(X)
+    text = str(ssi.OLS(X[:, 0], np.ones((500, 1)), representation=rep,
+                       features=X).fit().summary())
+    assert "WARNING: the first stage (FactorModel) did not converge" in text
+    assert "WARNING" not in str(ssi.OLS(X[:, 0], np.ones((500, 1)),
+                                        representation=ssi.FactorModel(2).fit(X),
+                                        features=X).fit().summary())

@@ -290,4 +290,12 @@ def test_summary_has_first_stage_block_and_inflation(problem):
     assert "These SEs are naive" in naive_text
     s2 = str(res.summary2())
     assert "First stage:" in s2 and "SE ratio" in s2
+    assert "overlap share" not in text
+    overlap = smf.ols("y ~ z + treat", df, representation=rep, features=cols,
+                      pretrain_index=np.arange(len(df))).fit()
+    table = next(t for t in overlap.summary2().tables if "overlap share" in t)
+    vd = overlap.variance_decomposition()
+    assert (vd["overlap"].abs() > 0).all()
+    np.testing.assert_allclose(table["overlap share"], vd["overlap"] / vd["total"], rtol=1e-10)
+    np.testing.assert_allclose(table["pretrain share"], vd["pretraining_share"], rtol=1e-10)
     assert "<table" in res.summary().as_html()

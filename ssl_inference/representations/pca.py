@@ -31,8 +31,12 @@ class PCA(Representation):
         ``"sign"``: the components themselves are the target (needs distinct
         eigenvalues); the group is ``{+-1}^k``. ``"rotation"``: only the principal
         subspace is the target; the group is ``O(k)`` and only horizontal
-        (out-of-subspace) influence terms are kept. Invariant results (covariates,
-        intercept, predictions, the joint test of the block) agree between the modes.
+        (out-of-subspace) influence terms are kept. Covariate and intercept standard
+        errors and predictions agree between the modes. The joint Wald statistic of the
+        feature block differs in finite samples: sign mode adds the variance of the
+        components' mixing inside the subspace, a term proportional to the feature
+        coefficients, so the two statistics agree asymptotically under the block's
+        null (all feature coefficients zero) and both tests are valid.
     feature_prefix : str
         Prefix of the feature names (``"pc"`` gives ``pc0, pc1, ...``).
 
