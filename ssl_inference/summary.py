@@ -1,6 +1,8 @@
 """Summary extensions: a first-stage block, an SE-inflation table and notes."""
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from statsmodels.iolib.table import SimpleTable
@@ -41,18 +43,10 @@ def inflation_frame(res) -> pd.DataFrame:
 
 
 def first_stage_problems(rep) -> list[str]:
-    """Fit problems of the first stage that invalidate its standard errors."""
-    lines = []
-    if not getattr(rep, "converged_", True):
-        lines.append(f"WARNING: the first stage ({type(rep).__name__}) did not converge; "
-                     "the two-stage standard errors are unreliable.")
-    heywood = getattr(rep, "heywood_", ())
-    if len(heywood):
-        lines.append(f"WARNING: Heywood case in the first stage (unique variance of raw "
-                     f"feature(s) {list(map(int, heywood))} at zero); the estimate is on the "
-                     "boundary and the two-stage standard errors are not valid. Use fewer "
-                     "factors or drop the variable.")
-    return lines
+    """The first stage's identification and convergence warnings from its last fit."""
+    return [textwrap.fill(f"WARNING (first stage): {message}", width=74,
+                          subsequent_indent="    ")
+            for message in getattr(rep, "fit_warnings_", [])]
 
 
 def notes(res) -> list[str]:

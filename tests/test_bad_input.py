@@ -204,3 +204,29 @@ def test_near_tie_warns_in_sign_mode_only():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ssi.PCA(2).fit(rng.normal(size=(3000, 4)) * [3.0, 2.0, 1.0, 0.5])
+
+
+def test_fit_warnings_are_kept_reissued_once_and_repeated_in_the_summary():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 4)) * [2.0, 1.98, 1.0, 0.5]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rep = ssi.PCA(2).fit(X)
+    assert [w.category for w in caught] == [IdentificationWarning]
+    assert caught[0].filename == __file__  # located at the caller of fit
+    assert rep.fit_warnings_ == [str(caught[0].message)]
+    with pytest.raises(IdentificationWarning):  # the user's filters still apply
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ssi.PCA(2).fit(X)
+    y = X[:500, 0] + rng.normal(size=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = ssi.PCA(2).fit(X)
+    text = str(ssi.OLS(y, np.ones((500, 1)), representation=rep, features=X[:500]).fit()
+               .summary())
+    assert "WARNING (first stage): Eigenvalues 0 and 1 of the pre-training covariance" in text
+    quiet = ssi.PCA(2, symmetry="rotation").fit(X)
+    assert quiet.fit_warnings_ == []
+    assert "WARNING" not in str(ssi.OLS(y, np.ones((500, 1)), representation=quiet,
+                                        features=X[:500]).fit().summary())

@@ -622,14 +622,14 @@ def test_summary_flags_heywood_and_non_convergence():
     y = X[:400, 1] + np.random.default_rng(64).normal(size=400)
     text = str(ssi.OLS(y, np.ones((400, 1)), representation=rep,
                        features=X[:400]).fit().summary())
-    assert "WARNING: Heywood case in the first stage (unique variance of raw feature(s) [0]" \
-        in text
+    assert "WARNING (first stage): Heywood case: the unique variance of raw feature(s)" \
+        in text and rep.fit_warnings_[0].startswith("Heywood case")
     X = factor_data(np.random.default_rng(63), 500)
     with pytest.warns(ConvergenceWarning):
         rep = ssi.FactorModel(2, max_iter=2).fit(X)
     text = str(ssi.OLS(X[:, 0], np.ones((500, 1)), representation=rep,
                        features=X).fit().summary())
-    assert "WARNING: the first stage (FactorModel) did not converge" in text
+    assert "WARNING (first stage): FactorModel did not converge" in text
     assert "WARNING" not in str(ssi.OLS(X[:, 0], np.ones((500, 1)),
                                         representation=ssi.FactorModel(2).fit(X),
                                         features=X).fit().summary())

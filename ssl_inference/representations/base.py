@@ -17,7 +17,9 @@ sample ``X_pre`` (m rows). Second-stage inference needs four things from it
 """
 from __future__ import annotations
 
+import functools
 import inspect
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import as_float_matrix
-from ..exceptions import NotFittedError
+from ..exceptions import ConvergenceWarning, IdentificationWarning, NotFittedError
 from ..symmetry import Group
 
 __all__ = ["Representation"]
@@ -53,7 +55,15 @@ class Representation(ABC):
         Raw column names, when ``fit`` saw a DataFrame with string column names.
     pretrain_data_ : ndarray of shape (m, p)
         Reference to the pre-training rows (needed for the first-stage influence).
+    fit_warnings_ : list of str
+        The ``IdentificationWarning`` and ``ConvergenceWarning`` messages of the last
+        ``fit`` (they are still issued as warnings); second-stage summaries repeat them.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "fit" in cls.__dict__ and not getattr(cls.fit, "_records_warnings", False):
+            cls.fit = _recording_fit_warnings(cls.__dict__["fit"])
 
     #: How the fitted representative of each symmetry orbit is chosen.
     gauge_convention: str = ""
@@ -205,3 +215,25 @@ class Representation(ABC):
             del est.feature_names_in_
 
     symmetry_: Group
+
+
+def _recording_fit_warnings(fit):
+    """Wrap ``fit`` so that its first-stage warnings are kept in ``fit_warnings_``.
+
+    Every warning is re-issued (same category and message, located at the caller of
+    ``fit``), so the user's warning filters apply as before.
+    """
+    @functools.wraps(fit)
+    def recording_fit(self, *args, **kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = fit(self, *args, **kwargs)
+        self.fit_warnings_ = list(dict.fromkeys(
+            str(w.message) for w in caught
+            if issubclass(w.category, (IdentificationWarning, ConvergenceWarning))))
+        for w in caught:
+            warnings.warn(w.message, stacklevel=2)
+        return out
+
+    recording_fit._records_warnings = True
+    return recording_fit
