@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from typing import NamedTuple
 
 import numpy as np
 
 __all__ = ["Group", "Trivial", "SignFlips", "Orthogonal", "Permutations",
-           "PermutationContrasts", "align"]
+           "PermutationContrasts", "PermutationProduct", "ProductElement", "align"]
 
 
 @dataclass(frozen=True)
@@ -456,6 +457,202 @@ class PermutationContrasts(Permutations):
                 D[i * b + f, i * b + f], D[i * b + f, (i + 1) * b + f] = 1.0, -1.0
         return out + [(" = ".join(names[K * b:]) + " = 0", levels),
                       (f"equal block effects of the {K} components", D)]
+
+class ProductElement(NamedTuple):
+    """An element ``(labels, coordinates)`` of a :class:`PermutationProduct`.
+
+    ``labels`` is a permutation of ``range(K)`` (new block ``i`` is old block
+    ``labels[i]``); ``coordinates`` an element of the coordinate group (a sign vector of
+    length ``r`` for :class:`SignFlips`, an orthogonal ``r x r`` matrix for
+    :class:`Orthogonal`).
+    """
+
+    labels: np.ndarray
+    coordinates: np.ndarray
+
+
+@dataclass(frozen=True)
+class PermutationProduct(Group):
+    r"""Label permutations times a group acting on the coordinates of every block.
+
+    The features are ``K`` blocks of ``r`` coordinates (the gated features
+    ``tau_k B'(x - mu_k)`` of :class:`ssl_inference.GaussianMixture`) plus ``K``
+    per-component levels (the responsibilities). An element ``g = (P, Q)`` relabels the
+    blocks by the permutation ``P`` and moves the coordinates of *every* block by the
+    same ``Q`` of the coordinate group (:class:`SignFlips` ``{+-1}^r`` when ``B`` is
+    signed by a convention, :class:`Orthogonal` ``O(r)`` when only its span is
+    identified); the levels only permute. With ``contrasts=True`` the features are
+    ``[c_0, ..., c_{K-1}, H' t]`` (the levels as Helmert contrasts,
+    :meth:`PermutationContrasts.contrast_matrix`) and
+
+    .. math:: \rho(P, Q) = \mathrm{blockdiag}(P \otimes Q,\; H' P H);
+
+    with ``contrasts=False`` each block is ``(c_k, t_k)`` and
+    ``rho(P, Q) = P (x) blockdiag(Q, 1)``. ``k = K r + K - 1`` or ``K (r + 1)``. The
+    two factors commute, so the group is the direct product ``S_K x G_coord``.
+
+    Elements are :class:`ProductElement` ``(labels, coordinates)`` (a plain 2-tuple
+    works too); a bare permutation means "relabel, leave the coordinates alone".
+
+    Parameters
+    ----------
+    n_blocks : int
+        ``K``, the number of components whose labels are arbitrary.
+    coordinates : SignFlips or Orthogonal
+        The group acting on the ``r = coordinates.k`` coordinates of each block.
+    contrasts : bool
+        Whether the levels are reported as ``K - 1`` trailing contrasts (True) or as
+        the last feature of each block (False).
+
+    Examples
+    --------
+    >>> G = PermutationProduct(4, Orthogonal(3))
+    >>> G.k, G.symbol, G.vertical_dim
+    (15, 'S_4 x O(3)', 3)
+    >>> rep_cols = list(range(1, 16))                 # after an intercept
+    >>> R = np.zeros((1, 16)); R[0, [1, 4, 7, 10]] = 1.0
+    >>> G.is_invariant(R, rep_cols=rep_cols)          # gmm0_c0 + ... + gmm3_c0 = 0
+    False
+    >>> PermutationProduct(4, SignFlips(3)).is_invariant(R, rep_cols=rep_cols)
+    True
+    >>> PermutationProduct(4, SignFlips(3)).is_invariant(R, [1.0], rep_cols=rep_cols)
+    False
+    """
+
+    k: int = 0
+    n_blocks: int = 1
+    coordinates: Group = None
+    contrasts: bool = True
+
+    def __init__(self, n_blocks: int, coordinates: Group, contrasts: bool = True):
+        if not isinstance(coordinates, (SignFlips, Orthogonal)):
+            raise TypeError("coordinates must be a SignFlips or an Orthogonal group; got "
+                            f"{coordinates!r}.")
+        K, r = int(n_blocks), int(coordinates.k)
+        object.__setattr__(self, "n_blocks", K)
+        object.__setattr__(self, "coordinates", coordinates)
+        object.__setattr__(self, "contrasts", bool(contrasts))
+        object.__setattr__(self, "k", K * r + K - 1 if contrasts else K * (r + 1))
+
+    @property
+    def name(self) -> str:
+        kind = "sign flips" if isinstance(self.coordinates, SignFlips) else "rotations"
+        return f"label permutations x coordinate {kind} {self.symbol}"
+
+    @property
+    def symbol(self) -> str:
+        return f"S_{self.n_blocks} x {self.coordinates.symbol}"
+
+    @property
+    def vertical_dim(self) -> int:
+        return self.coordinates.vertical_dim
+
+    # ---------------------------------------------------------------- layout
+    def coordinate_index(self, block: int, j: int) -> int:
+        """Feature position of coordinate ``j`` of block ``block``."""
+        r = self.coordinates.k
+        return block * r + j if self.contrasts else block * (r + 1) + j
+
+    def level_index(self) -> np.ndarray:
+        """Feature positions of the levels: the ``K - 1`` contrasts, or the ``K`` levels."""
+        K, r = self.n_blocks, self.coordinates.k
+        if self.contrasts:
+            return np.arange(K * r, self.k)
+        return np.arange(K) * (r + 1) + r
+
+    def split(self, g) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels, coordinates)`` of an element, a 2-tuple or a bare permutation."""
+        K = self.n_blocks
+        if isinstance(g, (tuple, list)) and len(g) == 2 and np.ndim(g[0]) == 1:
+            labels, coords = np.asarray(g[0]), np.asarray(g[1], dtype=float)
+        else:
+            labels, coords = np.asarray(g), self.coordinates.identity()
+        if labels.shape != (K,) or not np.array_equal(np.sort(labels), np.arange(K)):
+            raise ValueError(
+                f"An element of {self.symbol} is (labels, coordinates) with labels a "
+                f"permutation of range({K}) (or a bare permutation); got {g!r}.")
+        return labels.astype(int), coords
+
+    # -------------------------------------------------------------- the action
+    def _embed(self, P: np.ndarray, Q: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        K, r = self.n_blocks, self.coordinates.k
+        if not self.contrasts:
+            block = np.zeros((r + 1, r + 1))
+            block[:r, :r], block[r, r] = Q, levels
+            return np.kron(P, block)
+        out = np.zeros((self.k, self.k))
+        out[:K * r, :K * r] = np.kron(P, Q)
+        out[K * r:, K * r:] = levels
+        return out
+
+    def rho(self, g) -> np.ndarray:
+        labels, coords = self.split(g)
+        K = self.n_blocks
+        P = np.zeros((K, K))
+        P[np.arange(K), labels] = 1.0
+        if self.contrasts:
+            H = PermutationContrasts.contrast_matrix(K)
+            levels = H.T @ P @ H
+        else:
+            levels = np.array(1.0)
+        return self._embed(P, self.coordinates.rho(coords), levels)
+
+    def generators(self) -> list:
+        K = self.n_blocks
+        identity_coords = self.coordinates.identity()
+        out = [ProductElement(p, identity_coords)
+               for p in Permutations(K).generators()]
+        return out + [ProductElement(np.arange(K), h) for h in self.coordinates.generators()]
+
+    def sample(self, rng):
+        return ProductElement(rng.permutation(self.n_blocks), self.coordinates.sample(rng))
+
+    def identity(self):
+        return ProductElement(np.arange(self.n_blocks), self.coordinates.identity())
+
+    def lie_algebra(self) -> list[np.ndarray]:
+        """The coordinate group's algebra, acting on every block at once."""
+        K = self.n_blocks
+        levels = (np.zeros((K - 1, K - 1)) if self.contrasts else np.array(0.0))
+        return [self._embed(np.eye(K), A, levels) for A in self.coordinates.lie_algebra()]
+
+    def align(self, A, B):
+        """Hungarian matching of the labels, then sign matching or Procrustes.
+
+        ``A`` and ``B`` have ``K + r`` rows: ``K`` rows that the labels permute (the
+        component means), then ``r`` rows that the coordinate group moves (the basis,
+        ``B'``). Returns a :class:`ProductElement`.
+        """
+        A, B = np.asarray(A, dtype=float), np.asarray(B, dtype=float)
+        K = self.n_blocks
+        labels = Permutations(K).align(A[:K], B[:K])
+        return ProductElement(labels, self.coordinates.align(A[K:], B[K:]))
+
+    def invariant_hypotheses(self, names) -> list[tuple[str, np.ndarray]]:
+        """The whole block; all coordinates; the levels; equal coordinate effects; with
+        sign flips also each coordinate across all components."""
+        out = super().invariant_hypotheses(names)
+        names = list(names)
+        K, r = self.n_blocks, self.coordinates.k
+        coord = np.array([[self.coordinate_index(b, j) for j in range(r)]
+                          for b in range(K)])                                # (K, r)
+        levels = self.level_index()
+        eye = np.eye(self.k)
+        out.append((" = ".join(names[i] for i in coord.ravel()) + " = 0",
+                    eye[coord.ravel()]))
+        if self.contrasts:
+            out.append((" = ".join(names[i] for i in levels) + " = 0", eye[levels]))
+        else:
+            out.append((" = ".join(names[i] for i in levels),
+                        eye[levels[:-1]] - eye[levels[1:]]))
+        if K > 1:
+            D = np.vstack([eye[coord[b]] - eye[coord[b + 1]] for b in range(K - 1)])
+            out.append((f"equal coordinate effects of the {K} components", D))
+        if isinstance(self.coordinates, SignFlips) and r > 1:
+            out += [(" = ".join(names[i] for i in coord[:, j]) + " = 0", eye[coord[:, j]])
+                     for j in range(r)]
+        return out
+
 
 def _per_feature(names) -> list[tuple[str, np.ndarray]]:
     k = len(list(names))

@@ -321,11 +321,16 @@ def test_features_and_names(clusters, features, rank):
     H = np.array([[1.0, 1.0], [-1.0, 1.0], [0.0, -2.0]]) / np.sqrt([2.0, 6.0])
     np.testing.assert_allclose(phi[["gmm_h1", "gmm_h2"]].to_numpy(), tau @ H, rtol=1e-12,
                                atol=1e-15)
-    assert rep.symmetry_ == ssi.symmetry.PermutationContrasts(3, r)
+    sym = ssi.symmetry
+    if r == 1:  # B = the leading eigenvector of M, signed by a convention
+        assert rep.symmetry_ == sym.PermutationProduct(3, sym.SignFlips(1))
+    else:       # responsibilities, or r = d (B = I is not estimated)
+        assert rep.symmetry_ == sym.PermutationContrasts(3, r)
     full = _quiet_fit(ssi.GaussianMixture(3, features=features, gated_rank=rank,
                                           coding="full", random_state=0), clusters)
     phi_full = full.transform(pd.DataFrame(clusters, columns=["a", "b"]))
-    assert full.symmetry_ == ssi.symmetry.Permutations(3, r + 1)
+    assert full.symmetry_ == (sym.PermutationProduct(3, sym.SignFlips(1), contrasts=False)
+                              if r == 1 else sym.Permutations(3, r + 1))
     assert list(phi_full.columns)[r::r + 1] == ["gmm0", "gmm1", "gmm2"]
     np.testing.assert_allclose(phi_full[["gmm0", "gmm1", "gmm2"]].to_numpy(), tau, rtol=1e-12)
     if features == "responsibilities":

@@ -17,7 +17,8 @@ from scipy import stats
 
 from .._validation import as_float_matrix
 from ..exceptions import ConvergenceWarning, IdentificationWarning
-from ..symmetry import PermutationContrasts, Permutations
+from ..symmetry import (Orthogonal, PermutationContrasts, PermutationProduct, Permutations,
+                        SignFlips)
 from .base import DEFAULT_CHUNK_ROWS, Representation
 
 __all__ = ["GaussianMixture"]
@@ -135,7 +136,8 @@ class GaussianMixture(Representation):
 
     fitted by EM (k-means++ starts, the best of ``n_init``) and polished by Newton steps
     until the score is zero to rounding. The labels are fixed by a gauge (Notes); the
-    label-permutation group ``S_K`` is reported as ``symmetry_``.
+    label-permutation group ``S_K`` (times the sign flips or rotations of the gated
+    coordinates, with ``features="gated"``) is reported as ``symmetry_``.
 
     Parameters
     ----------
@@ -159,6 +161,20 @@ class GaussianMixture(Representation):
         ``r``, the dimension of the projection in the gated features,
         ``1 <= r <= min(K - 1, d)``; default ``min(K - 1, d)``. Only with
         ``features="gated"``.
+    gated_symmetry : {"sign", "rotation"}
+        How the basis ``B`` of the gated coordinates is identified (only with
+        ``features="gated"``; ``"rotation"`` with responsibilities raises).
+        ``"sign"``: ``B`` is the top-``r`` eigenvectors of the centred means' scatter
+        ``M``, each identified up to sign (needs distinct top-``r`` eigenvalues); the
+        group is ``S_K x {+-1}^r``. ``"rotation"``: only the span of ``B`` is the
+        target (needs only a gap between eigenvalues ``r`` and ``r + 1``, e.g. the
+        paper's design, whose centred means have ``K - 1`` equal scatter eigenvalues);
+        the group is ``S_K x O(r)`` and only the horizontal (out-of-span) derivative of
+        ``B`` is kept. Covariate and intercept coefficients, predictions, their
+        standard errors and the test that the levels are equal agree between the
+        modes; tests of the coordinate blocks differ in finite samples (sign mode adds
+        the variance of the within-span mixing of ``B``, a term proportional to the
+        coordinate coefficients; it vanishes under their null). See Notes.
     n_init : int
         Number of EM starts; the start with the largest log-likelihood is kept. A start
         whose EM degenerates (a component collapses onto fewer than ``d + 1`` distinct
@@ -198,11 +214,16 @@ class GaussianMixture(Representation):
     n_failed_starts_ : int
         EM starts that degenerated and were replaced.
     gated_basis_ : ndarray (d, r)
-        ``B``, with ``features="gated"``.
-    symmetry_ : PermutationContrasts or Permutations
-        ``S_K`` with its action on the features: ``PermutationContrasts(K, r)`` for
-        ``coding="contrast"``, ``Permutations(K, r + 1)`` for ``coding="full"``
-        (``r = 0`` for responsibilities).
+        ``B``, with ``features="gated"`` (``B Q'`` after :meth:`act` with coordinate
+        part ``Q``).
+    symmetry_ : PermutationContrasts, Permutations or PermutationProduct
+        The group with its action on the features. Responsibilities:
+        ``PermutationContrasts(K)`` for ``coding="contrast"``, ``Permutations(K)`` for
+        ``coding="full"``. Gated features: ``PermutationProduct(K, SignFlips(r))``
+        (``gated_symmetry="sign"``) or ``PermutationProduct(K, Orthogonal(r))``
+        (``"rotation"``), with ``contrasts=(coding == "contrast")``; if ``r = d`` in
+        sign mode (``B = I``, not estimated) ``PermutationContrasts(K, r)`` or
+        ``Permutations(K, r + 1)``.
 
     Notes
     -----
@@ -268,21 +289,43 @@ class GaussianMixture(Representation):
     Gauge-free (invariant) hypotheses: anything on covariates and the intercept
     (contrast coding), predictions, and the joint test that all feature coefficients
     are zero ("the components have equal levels"; with ``coding="full"``: all
-    coefficients equal). Individual contrast coefficients are gauge-dependent.
+    coefficients equal). Individual contrast coefficients are gauge-dependent. With
+    gated features the group also moves the coordinates (next paragraph).
 
     **Gated features** (paper §6.3): ``P`` is the projector onto the top-``r``
     eigenspace of ``M``. To keep the design full rank, ``P(x - mu_k)`` is reported in
     the coordinates ``B'(x - mu_k)``, ``B`` = the top-``r`` eigenvectors of ``M``
-    (ordered by decreasing eigenvalue, largest-|entry| positive; ``B = I`` when
-    ``r = d``). Block ``k`` is ``(tau_k B'(x - mu_k), tau_k)`` with ``coding="full"``
-    (``symmetry_ = Permutations(K, r + 1)``); with ``coding="contrast"`` the features
-    are the ``K`` coordinate blocks ``tau_k B'(x - mu_k)`` followed by ``H' tau``
-    (``symmetry_ = PermutationContrasts(K, r)``). ``M`` is invariant under
-    relabelling, so the blocks permute. ``B`` depends on ``theta`` through the
-    means, and its derivative (eigenvector perturbation, all pairs) is part of the
-    VJP, which needs distinct top-``r`` eigenvalues of ``M``; near ties are reported
-    with an ``IdentificationWarning`` (then only results invariant under a common
-    rotation of the ``r`` coordinates are reliable).
+    (ordered by decreasing eigenvalue, largest ``|entry|`` positive; ``B = I`` when
+    ``r = d``). Block ``k`` is ``(tau_k B'(x - mu_k), tau_k)`` with ``coding="full"``;
+    with ``coding="contrast"`` the features are the ``K`` coordinate blocks
+    ``tau_k B'(x - mu_k)`` followed by ``H' tau``. ``M`` is invariant under
+    relabelling, so the blocks permute. ``B`` is a convention on top of ``P``: its
+    column signs are arbitrary, and within a tied eigenspace so is the basis itself.
+    Any ``B Q'`` (``Q`` orthogonal ``r x r``) reports the same ``P`` and moves the
+    coordinates of every block by the same ``Q``, so the group acting on the features
+    is the direct product (:class:`~ssl_inference.symmetry.PermutationProduct`)
+
+    .. math::
+
+        \rho(P_g, Q) = \mathrm{blockdiag}(P_g \otimes Q,\; H' P_g H)
+        \quad\text{(contrast coding)}, \qquad
+        \rho(P_g, Q) = P_g \otimes \mathrm{blockdiag}(Q, 1) \quad\text{(full coding)},
+
+    with ``Q`` in ``{+-1}^r`` (``gated_symmetry="sign"``) or ``O(r)``
+    (``"rotation"``). ``B`` depends on ``theta`` through the means, and its
+    derivative is part of the VJP: the eigenvector perturbation
+    ``dB_a = sum_b e_b (e_b' dM e_a) / (lambda_a - lambda_b)`` over all ``b != a``
+    in sign mode, which needs distinct top-``r`` eigenvalues of ``M`` (near ties are
+    reported with an ``IdentificationWarning`` that points to rotation mode); over
+    ``b >= r`` only in rotation mode: the within-span terms move the features along
+    the ``O(r)`` orbit (a gauge direction), exactly as PCA's rotation mode keeps only
+    the horizontal influence. Rotation mode therefore needs only a gap between
+    eigenvalues ``r`` and ``r + 1`` (also checked, with a warning). Its invariant
+    hypotheses: anything on covariates and the intercept, predictions, the whole
+    feature block, all gated coordinates jointly, the levels (contrasts) jointly and
+    "equal coordinate effects of the K components"; sign mode adds each coordinate
+    across all components (``gmm0_c0 = ... = gmm{K-1}_c0 = 0``) and its sums. A single
+    block's coordinate (``gmm0_c0 = 0``) is never invariant.
 
     ``IdentificationWarning`` is issued when a component has fewer than two rows per
     parameter (``m pi_k < 2 (1 + d + c)``: a collapsing weight), when two components
@@ -309,6 +352,17 @@ class GaussianMixture(Representation):
     array([[-0.707]])
     >>> rep.symmetry_.symbol
     'S_2'
+
+    Gated features of three components whose centred means have two equal scatter
+    eigenvalues: only the span of ``B`` is identified, so use rotation mode.
+
+    >>> X3 = np.vstack([rng.normal(size=(200, 3)) + c for c in 4.0 * np.eye(3)])
+    >>> gated = ssi.GaussianMixture(3, covariance_type="spherical", features="gated",
+    ...                             gated_symmetry="rotation", random_state=0).fit(X3)
+    >>> gated.symmetry_.symbol
+    'S_3 x O(2)'
+    >>> list(gated.get_feature_names_out())[:4]
+    ['gmm0_c0', 'gmm0_c1', 'gmm1_c0', 'gmm1_c1']
     """
 
     gauge_convention = ("components ordered by their mean's coordinate on the leading "
@@ -320,7 +374,8 @@ class GaussianMixture(Representation):
                  covariance_type: Literal["full", "diag", "spherical"] = "full",
                  features: Literal["responsibilities", "gated"] = "responsibilities",
                  coding: Literal["contrast", "full"] = "contrast",
-                 gated_rank: int | None = None, n_init: int = 5,
+                 gated_rank: int | None = None,
+                 gated_symmetry: Literal["sign", "rotation"] = "sign", n_init: int = 5,
                  max_iter: int = 1000, tol: float = 1e-6, random_state=None,
                  feature_prefix: str = "gmm"):
         self.n_components = n_components
@@ -328,6 +383,7 @@ class GaussianMixture(Representation):
         self.features = features
         self.coding = coding
         self.gated_rank = gated_rank
+        self.gated_symmetry = gated_symmetry
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
@@ -367,9 +423,21 @@ class GaussianMixture(Representation):
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
         if not (isinstance(self.tol, (int, float, np.floating)) and self.tol > 0):
             raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
+        if self.gated_symmetry not in ("sign", "rotation"):
+            raise ValueError(
+                f"gated_symmetry must be 'sign' (the gated basis B is identified up to the "
+                f"signs of its columns) or 'rotation' (only the span of B is identified); "
+                f"got {self.gated_symmetry!r}."
+            )
         if self.features == "responsibilities":
             if self.gated_rank is not None:
                 raise ValueError("gated_rank applies to features='gated' only.")
+            if self.gated_symmetry != "sign":
+                raise ValueError(
+                    "gated_symmetry applies to features='gated' only (it says how the basis "
+                    "of the gated coordinates is identified); responsibilities have no "
+                    "coordinates to rotate. Remove gated_symmetry or use features='gated'."
+                )
             if K == 1 and self.coding == "contrast":
                 raise ValueError(
                     "With n_components=1 the only responsibility is identically 1 and has "
@@ -441,14 +509,25 @@ class GaussianMixture(Representation):
         self.pretrain_data_ = arr
         self._layout = layout
         self._gated_rank = r
+        self._gated_mode = self.gated_symmetry if r else None
+        self._gated_rotation = np.eye(r)  # coordinates R B'(x - mu_k); R = I in the gauge
         self._set_parameters(theta, hessian)
         self.llf_ = float(self._log_likelihood(arr, self._mixture))
         self.converged_ = bool(converged)
         self.n_iter_ = int(n_iter)
         self.n_failed_starts_ = len(failures)
         self.param_names_ = layout.names()
-        self.symmetry_ = (Permutations(K, r + 1) if self.coding == "full"
-                          else PermutationContrasts(K, r))
+        if r and (self._frame is not None or self._gated_mode == "rotation"):
+            coordinates = SignFlips(r) if self._gated_mode == "sign" else Orthogonal(r)
+            self.symmetry_ = PermutationProduct(K, coordinates,
+                                                contrasts=self.coding == "contrast")
+        else:  # responsibilities, or r = d in sign mode (B = I is not estimated)
+            self.symmetry_ = (Permutations(K, r + 1) if self.coding == "full"
+                              else PermutationContrasts(K, r))
+        self.gauge_convention = type(self).gauge_convention + (
+            "; gated basis B: the top-r eigenvectors of the centred means' scatter by "
+            "decreasing eigenvalue, each signed so that its largest-|entry| is positive"
+            if isinstance(self.symmetry_, PermutationProduct) else "")
         self._warn_if_unidentified()
         return self
 
@@ -643,10 +722,15 @@ class GaussianMixture(Representation):
         evecs *= np.sign(evecs[pivot, np.arange(evecs.shape[1])])
         return evecs, evals
 
-    def _basis(self) -> np.ndarray:
+    def _gauge_basis(self) -> np.ndarray:
+        """The top-``r`` eigenvectors of ``M`` in the gauge (``I`` when ``r = d``)."""
         if self._frame is None:
             return np.eye(self.n_features_in_)
         return self._frame[0][:, :self._gated_rank]
+
+    def _basis(self) -> np.ndarray:
+        """The basis in use, ``B R'`` (``R`` = the coordinate part of ``act``)."""
+        return self._gauge_basis() @ self._gated_rotation.T
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         tau = _posterior(X, self._mixture)[0]
@@ -700,11 +784,14 @@ class GaussianMixture(Representation):
         Gated features add, per component, ``-tau_k B c_k`` to the mean ``mu_k``
         (``c_k`` = the cotangent of the coordinates), the cotangent
         ``t_k = c_k' B'(x - mu_k) + c_{k, tau}`` on ``tau_k``, and the path through the
-        basis: with ``G = sum_k tau_k (x - mu_k) c_k'`` (d x r) and the eigenpairs
+        basis: with ``G = sum_k tau_k (x - mu_k) c_k'`` (d x r, taken to the gauge basis
+        when :meth:`act` has re-based the coordinates) and the eigenpairs
         ``(lambda_a, e_a)`` of ``M``,
         ``Mbar = sym(sum_{a < r} sum_{b != a} e_b e_a' (e_b' G_a) / (lambda_a - lambda_b))``
-        and ``d mu_k += (2 / K) Mbar (mu_k - mu_bar)``. The per-row sums are formed
-        as weighted moments, never as an n x k x q Jacobian.
+        and ``d mu_k += (2 / K) Mbar (mu_k - mu_bar)``. With
+        ``gated_symmetry="rotation"`` the sum runs over ``b >= r`` only (the horizontal
+        derivative of ``B``; the within-span terms are a gauge direction). The per-row
+        sums are formed as weighted moments, never as an n x k x q Jacobian.
 
         Parameters
         ----------
@@ -758,7 +845,12 @@ class GaussianMixture(Representation):
 
     def _gated_mean_terms(self, centred_x: np.ndarray, c_coord: np.ndarray,
                           per_row: bool) -> np.ndarray:
-        """Mean cotangents of the gated coordinates: direct and through the basis B."""
+        """Mean cotangents of the gated coordinates: direct and through the basis B.
+
+        The path through ``B`` is the eigenvector perturbation of ``M``: all pairs
+        ``(a < r, b != a)`` in sign mode, only the horizontal pairs ``(a < r, b >= r)``
+        in rotation mode (mixing inside the top-``r`` span is a gauge direction).
+        """
         B = self._basis()
         if per_row:
             direct = -c_coord[..., 0] @ B.T                                 # (n, K, d)
@@ -772,15 +864,26 @@ class GaussianMixture(Representation):
         r = self._gated_rank
         gap = lam[None, :r] - lam[:, None]                                   # [b, a]
         off = np.ones_like(gap, dtype=bool)
-        off[np.arange(r), np.arange(r)] = False
+        if self._gated_mode == "rotation":
+            off[:r] = False          # within-span mixing: vertical, dropped
+        else:
+            off[np.arange(r), np.arange(r)] = False
         if np.any(gap[off] == 0):
+            if self._gated_mode == "rotation":
+                raise ValueError(
+                    f"Eigenvalues {r - 1} and {r} of the centred means' scatter are exactly "
+                    "tied, so the projected subspace has no derivative; choose another "
+                    "gated_rank.")
             raise ValueError(
                 "Two top eigenvalues of the centred means' scatter are exactly tied, so the "
-                "gated basis has no derivative; choose another gated_rank."
+                "gated basis has no derivative; use gated_symmetry='rotation' (if the tie "
+                "is inside the top r) or choose another gated_rank."
             )
         inv_gap = np.where(off, 1.0 / np.where(off, gap, 1.0), 0.0)
+        # cotangent on the gauge basis B_g (the coordinates are R B_g'(x - mu_k))
+        frame_bar = frame_bar @ self._gated_rotation
         coeffs = (E.T @ frame_bar) * inv_gap                                # (batch, d, r)
-        mbar = E @ coeffs @ B.T
+        mbar = E @ coeffs @ self._gauge_basis().T
         mbar = 0.5 * (mbar + mbar.transpose(0, 2, 1))
         centred_means = self._mixture.means - self._mixture.means.mean(axis=0)
         return direct + (2.0 / self.n_components) * np.einsum("bij,kj->bki", mbar,
@@ -833,13 +936,19 @@ class GaussianMixture(Representation):
 
     # ------------------------------------------------------------- symmetry
     def act(self, g) -> "GaussianMixture":
-        """A copy relabelled by ``g``: new component ``i`` is old component ``g[i]``.
+        """A copy moved by ``g``: relabelled, and with gated features re-based.
 
+        ``g`` is a permutation (new component ``i`` is old component ``g[i]``) or, when
+        ``symmetry_`` is a :class:`~ssl_inference.symmetry.PermutationProduct`, a pair
+        ``(labels, Q)`` with ``Q`` a sign vector or an orthogonal ``r x r`` matrix.
         ``theta`` moves by the linear map ``A`` of the relabelling (logits
         ``eta'_i = eta_{g[i]} - eta_{g[0]}``, mean and covariance blocks permuted), so
-        the Hessian becomes ``A^-T H A^-1`` and influences ``A IF``; the features move
-        by ``symmetry_.rho(g)``. The copy is not in the documented gauge unless ``g``
-        is the identity.
+        the Hessian becomes ``A^-T H A^-1`` and influences ``A IF``. ``Q`` does not move
+        ``theta`` (the basis ``B`` is a function of the means, not a parameter): it
+        re-bases the gated coordinates of every block, ``gated_basis_`` becomes
+        ``B Q'`` and the coordinates ``Q B'(x - mu_k)``. The features move by
+        ``symmetry_.rho(g)``. The copy is not in the documented gauge unless ``g`` is
+        the identity.
 
         Examples
         --------
@@ -850,9 +959,21 @@ class GaussianMixture(Representation):
         >>> moved = rep.act(np.array([2, 0, 1]))
         >>> bool(np.allclose(moved.transform(X), rep.transform(X)[:, [2, 0, 1]]))
         True
+        >>> gated = ssi.GaussianMixture(3, features="gated", gated_rank=1,
+        ...                             random_state=0).fit(X)
+        >>> gated.symmetry_.symbol
+        'S_3 x {+-1}^1'
+        >>> g = (np.array([2, 0, 1]), np.array([-1.0]))    # relabel and flip B
+        >>> bool(np.allclose(gated.act(g).transform(X),
+        ...                  gated.transform(X) @ gated.symmetry_.rho(g).T))
+        True
         """
         self._check_fitted()
-        perm = np.asarray(g, dtype=int)
+        if isinstance(self.symmetry_, PermutationProduct):
+            perm, coords = self.symmetry_.split(g)
+            Q = self.symmetry_.coordinates.rho(coords)
+        else:
+            perm, Q = np.asarray(g, dtype=int), None
         layout = self._layout
         K, d, c = layout.K, layout.d, layout.n_cov
         A = np.zeros((layout.q, layout.q))
@@ -867,11 +988,25 @@ class GaussianMixture(Representation):
         A_inv = np.linalg.inv(A)
         moved = copy.copy(self)
         moved._set_parameters(A @ self.params_, A_inv.T @ self.hessian_ @ A_inv)
+        if self._frame is not None:
+            # M is invariant under relabelling: keep its eigenbasis (recomputing it from
+            # the permuted means could rotate a nearly tied eigenspace by rounding)
+            moved._frame = self._frame
+        if Q is not None:
+            moved._gated_rotation = Q @ self._gated_rotation
+        if self.features == "gated":
+            moved.gated_basis_ = moved._basis().copy()
         return moved
 
     def alignment_coordinates(self) -> np.ndarray:
-        """Rows that move with the labels: the component means (K, d)."""
+        """Rows that move with ``g``: the component means (K, d), permuted by the labels.
+
+        With a :class:`~ssl_inference.symmetry.PermutationProduct` group the ``r`` rows
+        of ``gated_basis_'`` follow (``(K + r, d)``), moved by the coordinate part.
+        """
         self._check_fitted()
+        if isinstance(self.symmetry_, PermutationProduct):
+            return np.vstack([self.means_, self.gated_basis_.T])
         return self.means_
 
     # ------------------------------------------------------- identification
@@ -938,36 +1073,42 @@ class GaussianMixture(Representation):
         return out
 
     def _warn_if_gated_basis_unidentified(self) -> None:
-        """Eigengaps of M that the gated basis needs, against 2 delta-method SEs."""
+        """Eigengaps of M that the gated basis needs, against 2 delta-method SEs.
+
+        Sign mode needs every gap among the top ``r + 1`` eigenvalues; rotation mode only
+        the gap at the cut-off ``r``.
+        """
         E, lam = self._frame
-        r, K, d = self._gated_rank, self.n_components, self.n_features_in_
+        r, K = self._gated_rank, self.n_components
         layout = self._layout
         centred = self._mixture.means - self._mixture.means.mean(axis=0)
-        pairs = np.arange(r)
+        pairs = np.arange(r) if self._gated_mode == "sign" else np.array([r - 1])
         # d lambda_a = (2/K) sum_k (e_a'c_k) e_a' d mu_k: gradient of each gap in theta
-        grads = np.zeros((r, layout.q))
+        grads = np.zeros((pairs.size, layout.q))
         for i, a in enumerate(pairs):
             for b_sign, b in ((1.0, a), (-1.0, a + 1)):
                 g = (2.0 / K) * (centred @ E[:, b])[:, None] * E[:, b][None, :]
                 grads[i, layout.mean_start:layout.cov_start] += b_sign * g.ravel()
-        var = np.zeros(r)
+        var = np.zeros(pairs.size)
         for _, _, B in self.influence_contract(grads):
             var += (B ** 2).sum(axis=0)
         se = np.sqrt(var) / self.nobs_
         gaps = lam[pairs] - lam[pairs + 1]
         for a, gap, s in zip(pairs.tolist(), gaps, se):
             if gap < 2.0 * s:
-                where = ("inside the top-r eigenspace (individual gated coordinates are not "
-                         "identified; results invariant under a common rotation of the "
-                         "coordinates, such as predictions, covariates and tests of whole "
-                         "blocks across coordinates, stay valid)" if a < r - 1 else
-                         "at the cut-off r (the projected subspace itself is not identified; "
-                         "choose another gated_rank)")
+                where = ("inside the top-r eigenspace: the individual gated coordinates "
+                         "(the columns of the basis B) are not identified and the standard "
+                         "errors that depend on them are unreliable. Results invariant under "
+                         "a common rotation of the coordinates (covariates, intercept, "
+                         "predictions, tests of whole coordinate blocks) stay valid with "
+                         "GaussianMixture(..., gated_symmetry='rotation'), which also refuses "
+                         "the hypotheses that depend on the basis" if a < r - 1 else
+                         "at the cut-off r: the projected subspace itself is not identified; "
+                         "choose another gated_rank")
                 warnings.warn(
                     f"Eigenvalues {a} and {a + 1} of the centred means' scatter are nearly "
                     f"tied ({lam[a]:.4g} vs {lam[a + 1]:.4g}; gap {gap:.3g} < 2 x its "
                     f"standard error {s:.3g}) {where}.", IdentificationWarning, stacklevel=4)
-        del d
 
 
 # --------------------------------------------------------------------------- helpers
