@@ -1,18 +1,24 @@
-"""Shared fixtures: small seeded two-stage problems, the formula-engine switch and a
-loader for the benchmark scripts (``load_benchmark``)."""
+"""Shared fixtures: small seeded two-stage problems, the formula-engine switch, a
+loader for the benchmark scripts (``load_benchmark``) and a session cache of executed
+notebooks (``executed_notebook``)."""
 from __future__ import annotations
 
 import importlib.util
 import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula
+from nbclient import NotebookClient
 
 SCALES = np.array([3.0, 2.2, 1.5, 1.0, 0.6])
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT = 300  # seconds
 
 
 def load_benchmark(name: str):
@@ -61,3 +67,31 @@ def engine(request):
     statsmodels.formula.options.formula_engine = request.param
     yield request.param
     statsmodels.formula.options.formula_engine = old
+
+
+@pytest.fixture(scope="session")
+def executed_notebook(tmp_path_factory):
+    """``run(path) -> Path``: execute a notebook and return its executed copy.
+
+    The notebook runs top to bottom in a ``python3`` kernel, in its own directory, with
+    at most ``CELL_TIMEOUT`` seconds per cell; an error in any cell fails the calling
+    test. The executed copy is written to a session directory under the notebook's
+    name, and later calls with the same notebook return it without running it again.
+    """
+    out_dir = tmp_path_factory.mktemp("executed_notebooks")
+    done: dict[Path, Path] = {}
+
+    def run(path) -> Path:
+        path = Path(path).resolve()
+        if path not in done:
+            nb = nbformat.read(path, as_version=4)
+            NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+            errors = [o for c in nb.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []) if o.output_type == "error"]
+            assert not errors, f"{path.name}: {errors[0].ename}: {errors[0].evalue}"
+            nbformat.write(nb, out_dir / path.name)
+            done[path] = out_dir / path.name
+        return done[path]
+
+    return run
