@@ -563,14 +563,17 @@ def test_nonconvergence_warns(clusters):
     assert not rep.converged_ and rep.n_iter_ == 2
 
 
-def test_gated_tied_basis_warns():
-    """Equilateral means: the centred means' scatter has a tied top pair (r = 1 < d)."""
+@pytest.mark.parametrize("gated_symmetry", ["sign", "rotation"])
+def test_gated_tied_basis_warns(gated_symmetry):
+    """Equilateral means: the centred means' scatter has a tied top pair (r = 1 < d);
+    the gap at the cut-off matters in rotation mode too."""
     rng = np.random.default_rng(0)
     angles = np.array([0.0, 2.0, 4.0]) * np.pi / 3
     centers = 5.0 * np.column_stack([np.cos(angles), np.sin(angles)])
     X = np.vstack([rng.normal(size=(200, 2)) + c for c in centers])
     with pytest.warns(IdentificationWarning, match="at the cut-off r"):
-        ssi.GaussianMixture(3, features="gated", gated_rank=1, random_state=0).fit(X)
+        ssi.GaussianMixture(3, features="gated", gated_rank=1, gated_symmetry=gated_symmetry,
+                            random_state=0).fit(X)
 
 
 # -------------------------------------------------------------------- bad input

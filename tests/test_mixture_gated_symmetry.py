@@ -360,17 +360,6 @@ def test_paper_design_sign_mode_warns_and_refuses_sign_dependent_hypotheses(pape
     np.testing.assert_allclose(p_r.se_mean, p_s.se_mean, rtol=1e-9)
 
 
-def test_rotation_mode_still_checks_the_cut_off_gap():
-    """Equilateral means in R^2 with r = 1: the gap at the cut-off is what is tied."""
-    rng = np.random.default_rng(0)
-    angles = np.array([0.0, 2.0, 4.0]) * np.pi / 3
-    centers = 5.0 * np.column_stack([np.cos(angles), np.sin(angles)])
-    X = np.vstack([rng.normal(size=(200, 2)) + c for c in centers])
-    with pytest.warns(IdentificationWarning, match="at the cut-off r"):
-        ssi.GaussianMixture(3, features="gated", gated_rank=1, gated_symmetry="rotation",
-                            random_state=0).fit(X)
-
-
 def test_full_rank_projection():
     """r = d: B = I is not estimated, so sign mode keeps S_K; rotation mode asks for
     O(d) on the coordinates, and there is no basis derivative either way."""
