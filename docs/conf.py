@@ -71,6 +71,7 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "substitution"
 myst_heading_anchors = 3
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True
+nb_execution_show_tb = True  # a failing cell's traceback on the console
 nb_merge_streams = True
 # widget outputs (e.g. a notebook progress bar) have no static rendering
 suppress_warnings = ["mystnb.unknown_mime_type"]

@@ -450,7 +450,7 @@ class RiskAsymptotics:
                 'pip install "ssl_inference[plot]" (or pip install matplotlib).') from exc
         law = self.excess_law if excess else self.law
         if ax is None:
-            _, ax = plt.subplots(figsize=(6, 3.5))
+            _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
         label = "R - sigma^2" if excess else "n (R - sigma^2)"
         shift = law.shift
         if law.is_degenerate:
