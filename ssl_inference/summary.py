@@ -101,7 +101,9 @@ def extend_summary(res, smry):
                      f"of {res.model.representation.symmetry_.name}; individually they have no "
                      "gauge-free meaning, so t, p and intervals are not shown. Use the "
                      "invariant tests.")
-    smry.add_extra_txt(existing + [f"[{offset + i + 1}] {line}" for i, line in enumerate(extra)])
+    header = [] if any(line.startswith("Notes:") for line in existing) else ["Notes:"]
+    smry.add_extra_txt(existing + header
+                       + [f"[{offset + i + 1}] {line}" for i, line in enumerate(extra)])
     return smry
 
 

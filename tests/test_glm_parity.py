@@ -422,6 +422,7 @@ def test_summary_has_first_stage_block_and_cov_note(gproblem, name):
     assert "Covariance Type:            two-stage" in text
     assert "First stage:" in text and "Standard errors: two-stage vs naive" in text
     assert "Two-stage standard errors: second-stage nonrobust covariance" in text
+    assert text.count("\nNotes:\n") == 1  # one statsmodels-style notes header
     header = text.split("Standard errors: two-stage vs naive")[0]
     assert max(len(line) for line in header.splitlines()) <= 78
     assert "SE ratio" in str(res.summary2())
