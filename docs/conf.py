@@ -47,6 +47,7 @@ extensions = [
     "matplotlib.sphinxext.plot_directive",
     "numpydoc",
     "myst_nb",
+    "sphinx_copybutton",
 ]
 exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 templates_path = ["_templates"]
@@ -65,6 +66,11 @@ plot_include_source = True
 plot_html_show_source_link = False
 plot_html_show_formats = False
 plot_formats = [("png", 100)]
+
+# copy buttons leave out the ">>> " / "... " prompts and, in doctest blocks, the output
+# (blocks without prompts are copied whole)
+copybutton_prompt_text = r">>> |\.\.\. "
+copybutton_prompt_is_regexp = True
 
 # -- MyST and notebooks -------------------------------------------------------------------
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "substitution"]
