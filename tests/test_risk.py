@@ -19,6 +19,7 @@ from scipy import stats
 
 import ssl_inference as ssi
 from ssl_inference.risk import (PopulationMoments, RiskAsymptotics, WeightedChiSquare,
+                                affine_feature_map,
                                 conditional_risk, factor_law, pca_gaussian_law,
                                 plugin_risk_weights, spectral_diagonal_law)
 
@@ -376,6 +377,23 @@ def test_nonlinear_features_have_no_default_baseline():
     with pytest.raises(ValueError, match="affine"):
         ra.crossover_alpha()
     assert ra.crossover_alpha(d_base=3) >= 0
+    with pytest.raises(ValueError, match="GaussianMixture are not affine in x"):
+        affine_feature_map(rep)
+
+
+@pytest.mark.parametrize("make", [
+    lambda X: ssi.PCA(2, symmetry="rotation").fit(X),
+    lambda X: ssi.FactorModel(2).fit(X),
+    lambda X: ssi.SpectralContrastive(2).fit(X, X + 0.1 * np.sin(X)),
+])
+def test_affine_feature_map_reproduces_the_features(make):
+    rng = np.random.default_rng(5)
+    X_pre = rng.normal(size=(600, 5)) * [3.0, 2.0, 1.0, 0.8, 0.5] + 4.0
+    rep = make(X_pre)
+    a, B = affine_feature_map(rep)
+    X_new = rng.normal(size=(20, 5)) * 10.0   # far from the probe rows
+    np.testing.assert_allclose(a + X_new @ B.T, rep.transform(X_new), rtol=1e-9, atol=1e-9)
+    assert a.shape == (2,) and B.shape == (2, 5)
 
 
 def test_glm_results_refuse_with_the_reason(problem):

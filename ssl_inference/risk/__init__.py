@@ -7,7 +7,10 @@
   known data-generating process (simulations).
 * Closed forms on the paper's models: :func:`spectral_diagonal_law`,
   :func:`factor_law`, and :func:`pca_gaussian_law`.
+* :func:`affine_feature_map`: ``(a, B)`` of an affine fitted feature map, for
+  :meth:`PopulationMoments.affine`.
 """
+from .affine import affine_feature_map
 from .asymptotics import RiskAsymptotics, plugin_risk_weights
 from .closed_forms import factor_law, pca_gaussian_law, spectral_diagonal_law
 from .conditional import PopulationMoments, RiskDecomposition, conditional_risk
@@ -15,4 +18,4 @@ from .weighted_chi2 import WeightedChiSquare
 
 __all__ = ["WeightedChiSquare", "RiskAsymptotics", "plugin_risk_weights",
            "conditional_risk", "PopulationMoments", "RiskDecomposition",
-           "spectral_diagonal_law", "factor_law", "pca_gaussian_law"]
+           "spectral_diagonal_law", "factor_law", "pca_gaussian_law", "affine_feature_map"]

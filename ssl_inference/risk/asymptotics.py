@@ -22,6 +22,7 @@ from scipy import linalg
 
 from ..covariance import TwoStageCovariance
 from ..representations.base import Representation
+from .affine import affine_feature_map
 from .weighted_chi2 import WeightedChiSquare
 
 __all__ = ["RiskAsymptotics", "plugin_risk_weights"]
@@ -153,18 +154,11 @@ def plugin_risk_weights(representation: Representation, features: np.ndarray,
 def _affine_dimension(representation: Representation, features: np.ndarray) -> int | None:
     """``p`` when the feature map is affine in the raw inputs (PCA, factor scores,
     spectral ``A x``), else None: checked on the labeled rows, to rounding."""
-    X = np.asarray(features, dtype=float)
-    p = X.shape[1]
-    centre = X.mean(axis=0)
-    step = X.std(axis=0) + 1.0
-    probe = np.vstack([centre, centre + np.diag(step)])
-    phi = representation._transform(probe)
-    slope = (phi[1:] - phi[0]) / step[:, None]
-    rows = X[:min(len(X), 50)]
-    predicted = phi[0] + (rows - centre) @ slope
-    actual = representation._transform(rows)
-    scale = np.abs(actual).max() + np.abs(phi).max() + 1.0
-    return p if np.abs(predicted - actual).max() <= 1e-8 * scale else None
+    try:
+        affine_feature_map(representation, features)
+    except ValueError:
+        return None
+    return np.asarray(features).shape[1]
 
 
 class RiskAsymptotics:
