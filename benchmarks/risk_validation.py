@@ -37,14 +37,16 @@ DGPs
   limit :func:`~ssl_inference.risk.spectral_diagonal_law` (E||L(Z)||^2 = 39.05).
 * ``mixture``: the paper's Figure 3 experiment, K = 4, d = 20, separation 2, gated
   features, alpha = 2, sigma = 0.5 (:class:`ssl_inference.datasets.GaussianMixtureData`);
-  first stage ``ssi.GaussianMixture(4, covariance_type="spherical", features="gated")``
+  first stage ``ssi.GaussianMixture(4, covariance_type="spherical", features="gated",
+  gated_symmetry="rotation")``
   with an intercept (so d_eff = 16); population moments of the fitted features from a
   fixed downstream sample of 40000 rows. No closed form exists; the "limit" is the
   plug-in law at n = 50000, m = 100000 with sigma known (its own sampling error is
   small against the Monte Carlo SE: the plug-in mean's sd is about 0.1 at n = 6400 and
   shrinks like 1/sqrt(n)). The population's K - 1 non-zero scatter eigenvalues of the
-  centred means are tied, so every fit warns that individual gated coordinates are not
-  identified (``warn`` = 1); the risk is invariant under that rotation.
+  centred means are tied, so individual gated coordinates are not identified: the fit
+  uses ``gated_symmetry="rotation"`` (group S_4 x O(3); in sign mode every fit would
+  warn). The risk is invariant under that rotation.
 
 Writes ``benchmarks/results/risk_validation.csv`` and ``.md`` and a figure like the
 paper's Figure 3 (``risk_validation.png``: per DGP, the Monte Carlo histogram of T at
@@ -70,7 +72,8 @@ import pandas as pd
 import ssl_inference as ssi
 from ssl_inference.datasets import FactorModelData, GaussianMixtureData, SpectralDiagonalModel
 from ssl_inference.risk import (PopulationMoments, RiskAsymptotics, WeightedChiSquare,
-                                conditional_risk, factor_law, pca_gaussian_law)
+                                affine_feature_map, conditional_risk, factor_law,
+                                pca_gaussian_law)
 
 ALPHA = 2.0
 N_GRID = {"pca": (100, 400, 1600, 6400), "factor": (100, 400, 1600, 6400),
@@ -86,13 +89,6 @@ def _frame(p: int, seed: int) -> np.ndarray:
     Q = np.linalg.qr(np.random.default_rng(seed).standard_normal((p, p)))[0]
     pivot = np.argmax(np.abs(Q), axis=0)
     return Q * np.sign(Q[pivot, np.arange(p)])
-
-
-def affine_map(rep, p: int):
-    """``(a, B)`` with ``phi(x) = a + B x`` for an affine fitted feature map."""
-    probe = np.vstack([np.zeros(p), np.eye(p)])
-    phi = rep._transform(probe)
-    return phi[0], (phi[1:] - phi[0]).T
 
 
 # ------------------------------------------------------------------------------ DGPs
@@ -155,7 +151,7 @@ class PCADGP:
         signal = self.b0 + X @ self.g
         y = signal + self.sigma * rng.standard_normal(n)
         res = ssi.OLS(y, np.ones((n, 1)), representation=rep, features=X).fit()
-        a, B = affine_map(rep, self.p)
+        a, B = affine_feature_map(rep)
         pop = PopulationMoments.affine(np.append(1.0, a), np.vstack([np.zeros(self.p), B]),
                                        self.b0, self.g, np.zeros(self.p), self.cov)
         risk = conditional_risk(res, signal, sigma2=self.sigma ** 2, population=pop)
@@ -183,7 +179,7 @@ class FactorDGP:
                 self.model.pretrain(int(ALPHA * n), rng))
         s = self.model.labeled(n, rng)
         res = ssi.OLS(s.y, np.ones((n, 1)), representation=rep, features=s.X).fit()
-        a, B = affine_map(rep, self.d)
+        a, B = affine_feature_map(rep)
         pop = PopulationMoments.affine(np.append(1.0, a), np.vstack([np.zeros(self.d), B]),
                                        0.0, self.model.coefficients, np.zeros(self.d),
                                        self.model.cov)
@@ -209,7 +205,7 @@ class SpectralDGP:
                 *self.model.pretrain(int(ALPHA * n), rng))
         s = self.model.labeled(n, rng)
         res = ssi.OLS(s.y, np.ones((n, 1)), representation=rep, features=s.X).fit()
-        a, B = affine_map(rep, d)
+        a, B = affine_feature_map(rep)
         pop = PopulationMoments.affine(np.append(1.0, a), np.vstack([np.zeros(d), B]),
                                        0.0, self.model.coefficients, np.zeros(d), np.eye(d))
         risk = conditional_risk(res, s.signal, sigma2=1.0, population=pop)
@@ -225,6 +221,7 @@ class MixtureDGP:
 
     def _fit(self, X):
         return ssi.GaussianMixture(4, covariance_type="spherical", features="gated",
+                                   gated_symmetry="rotation",
                                    n_init=2, random_state=0).fit(X)
 
     def limit(self) -> RiskAsymptotics:
