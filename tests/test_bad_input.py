@@ -228,5 +228,14 @@ def test_fit_warnings_are_kept_reissued_once_and_repeated_in_the_summary():
     assert "WARNING (first stage): Eigenvalues 0 and 1 of the pre-training covariance" in text
     quiet = ssi.PCA(2, symmetry="rotation").fit(X)
     assert quiet.fit_warnings_ == []
+
+    class FailingPCA(ssi.PCA):
+        def fit(self, X, y=None):
+            warnings.warn("warned before failing", IdentificationWarning)
+            raise RuntimeError("failed")
+
+    with pytest.warns(IdentificationWarning, match="warned before failing"):
+        with pytest.raises(RuntimeError, match="failed"):
+            FailingPCA(2).fit(X)
     assert "WARNING" not in str(ssi.OLS(y, np.ones((500, 1)), representation=quiet,
                                         features=X[:500]).fit().summary())

@@ -221,18 +221,21 @@ def _recording_fit_warnings(fit):
     """Wrap ``fit`` so that its first-stage warnings are kept in ``fit_warnings_``.
 
     Every warning is re-issued (same category and message, located at the caller of
-    ``fit``), so the user's warning filters apply as before.
+    ``fit``), so the user's warning filters apply as before, also when ``fit`` fails.
     """
     @functools.wraps(fit)
     def recording_fit(self, *args, **kwargs):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            out = fit(self, *args, **kwargs)
-        self.fit_warnings_ = list(dict.fromkeys(
-            str(w.message) for w in caught
-            if issubclass(w.category, (IdentificationWarning, ConvergenceWarning))))
-        for w in caught:
-            warnings.warn(w.message, stacklevel=2)
+        caught: list = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = fit(self, *args, **kwargs)
+            self.fit_warnings_ = list(dict.fromkeys(
+                str(w.message) for w in caught
+                if issubclass(w.category, (IdentificationWarning, ConvergenceWarning))))
+        finally:
+            for w in caught:
+                warnings.warn(w.message, stacklevel=2)
         return out
 
     recording_fit._records_warnings = True
