@@ -30,16 +30,17 @@ def first_stage_items(res) -> tuple[list, list]:
 
 def inflation_frame(res) -> pd.DataFrame:
     """Naive SE, two-stage SE, their ratio and the pre-training share of the variance."""
-    parts = res._parts
-    total = np.diag(parts.total)
+    parts = res.variance_decomposition()
     naive = np.sqrt(np.diag(res._cov_naive))
-    two = np.sqrt(np.diag(res.cov_params_default) if res.cov_type == "bootstrap" else total)
+    two = np.sqrt(np.diag(res.cov_params_default) if res.cov_type == "bootstrap"
+                  else parts["total"].to_numpy())
     label = "bootstrap SE" if res.cov_type == "bootstrap" else "two-stage SE"
-    columns = {"naive SE": naive, label: two, "SE ratio": two / naive,
-               "pretrain share": np.diag(parts.pretraining) / total}
+    frame = pd.DataFrame({"naive SE": naive, label: two, "SE ratio": two / naive,
+                          "pretrain share": parts["pretraining_share"].to_numpy()},
+                         index=parts.index)
     if res.model.pretrain_index is not None:  # the shares add to one with the cross term
-        columns["overlap share"] = np.diag(parts.cross) / total
-    return pd.DataFrame(columns, index=list(res.model.exog_names))
+        frame["overlap share"] = parts["overlap"] / parts["total"]
+    return frame
 
 
 def first_stage_problems(rep) -> list[str]:
