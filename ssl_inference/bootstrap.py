@@ -115,19 +115,19 @@ def two_sample_bootstrap(model, *, reps: int, seed=None, groups=None, pretrain_g
     rep = model.representation
     rng = np.random.default_rng(seed)
     X_pre = rep.pretrain_data_
-    exog = np.asarray(model.exog, dtype=float)
+    n = model.exog.shape[0]
     endog = np.asarray(model.endog, dtype=float)
     params, reps_out = [], []
     for _ in _progress(range(reps), progress):
-        pre, lab = resample_units(rng, X_pre.shape[0], exog.shape[0], model.pretrain_index,
+        pre, lab = resample_units(rng, X_pre.shape[0], n, model.pretrain_index,
                                   groups, pretrain_groups)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", IdentificationWarning)
             refit = rep.clone().fit(X_pre[pre])
         if align:
             refit, _ = align_to(refit, rep)
-        design = exog[lab].copy()
-        design[:, model.rep_cols] = refit._transform(model.features[lab])
+        design = model.feature_design.build(model._design_rows(lab),
+                                            refit._transform(model.features[lab]))
         params.append(model._plain_params(endog[lab], design, lab))
         refit = copy.copy(refit)
         refit.pretrain_data_ = None

@@ -5,7 +5,8 @@ Every message says what happened, why it matters statistically, and what to do.
 from __future__ import annotations
 
 __all__ = ["NotFittedError", "IdentificationWarning", "ConvergenceWarning",
-           "NonInvariantHypothesisError"]
+           "NonInvariantHypothesisError", "NonDifferentiableDesignError",
+           "GaugeDependentDesignError", "GaugeDependentWarning"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -33,6 +34,7 @@ class ConvergenceWarning(UserWarning):
     data.
     """
 
+
 class NonInvariantHypothesisError(ValueError):
     """A hypothesis on learned-feature coefficients has no gauge-free meaning.
 
@@ -40,4 +42,31 @@ class NonInvariantHypothesisError(ValueError):
     hypothesis is not mapped to itself by that group: another, equally good fit of the
     first stage would change whether it holds. The message lists invariant
     alternatives; ``allow_gauge=True`` tests in the reported gauge anyway.
+    """
+
+
+class NonDifferentiableDesignError(ValueError):
+    """A formula term of the learned features is not a differentiable function of them.
+
+    Two-stage standard errors propagate the first-stage uncertainty through the design
+    by the chain rule; categorical codings (``C(pc0 > 0)``), stateful transforms
+    (``center(pc0)``, splines with data-dependent knots) and step functions
+    (``np.floor(pc0)``) of a learned feature break it.
+    """
+
+
+class GaugeDependentDesignError(ValueError):
+    """The representation's symmetry group does not map the design's span onto itself.
+
+    Then an equally good first-stage fit changes the fitted values themselves (e.g.
+    ``I(pc0**2)`` under rotations of the components), and no number of the second stage
+    has a gauge-free meaning. ``allow_gauge=True`` fits in the reported gauge anyway.
+    """
+
+
+class GaugeDependentWarning(UserWarning):
+    """A number was requested that depends on the arbitrary gauge of the first stage.
+
+    E.g. the p-value of a single principal component's coefficient when the components
+    are identified only up to rotation: it is returned as NaN, with this warning.
     """

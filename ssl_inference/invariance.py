@@ -8,7 +8,8 @@ from statsmodels.stats.contrast import ContrastResults, WaldTestResults
 
 from .exceptions import NonInvariantHypothesisError
 
-__all__ = ["GaugeDependentContrastResults", "check_invariant", "gauge_free_terms", "invariant_tests_frame", "gauge_dependent_columns",
+__all__ = ["GaugeDependentContrastResults", "check_invariant", "gauge_free_terms",
+           "invariant_hypotheses", "invariant_tests_frame", "gauge_dependent_columns",
            "mark_gauge_dependent"]
 
 GAUGE_NOTE = ("gauge-dependent: tested in the reported gauge ({gauge}); another equally "
@@ -40,19 +41,23 @@ def _describe(R, q, names) -> str:
 def check_invariant(results, constraints, allow_gauge: bool) -> bool:
     """Raise :class:`NonInvariantHypothesisError` unless the hypothesis is invariant.
 
-    Returns True when the hypothesis is NOT invariant but ``allow_gauge`` lets it through
-    (the caller marks the result as gauge-dependent).
+    Returns True when the hypothesis is NOT invariant but ``allow_gauge`` (or a model
+    fitted with ``allow_gauge=True`` on a gauge-dependent design) lets it through; the
+    caller marks the result as gauge-dependent.
     """
     model = results.model
-    group = model.representation.symmetry_
+    action = model.coefficient_action
+    if action is None:  # the design itself depends on the gauge (opted in at the model)
+        return True
     names = list(model.exog_names)
     R, q = _as_matrix(constraints, len(names))
-    if group.is_invariant(R, q, rep_cols=model.rep_cols, n_params=len(names)):
+    if action.preserves(R, q):
         return False
     if allow_gauge:
         return True
     rep = model.representation
-    alternatives = [f"'{label}'" for label, _ in group.invariant_hypotheses(model.feature_names)]
+    group = rep.symmetry_
+    alternatives = [f"'{label}'" for label, _ in invariant_hypotheses(model)]
     raise NonInvariantHypothesisError(
         f"The hypothesis '{_describe(R, q, names)}' is not invariant under the "
         f"representation's symmetry group, {group.name}: the first stage "
@@ -62,6 +67,35 @@ def check_invariant(results, constraints, allow_gauge: bool) -> bool:
         + ", ".join(alternatives) + " (see res.invariant_tests()). To test in the reported "
         f"gauge ({rep.gauge_convention}) anyway, pass allow_gauge=True."
     )
+
+
+def invariant_hypotheses(model) -> list[tuple[str, np.ndarray]]:
+    """Hypotheses on the learned-feature terms with a gauge-free meaning, as (label, R).
+
+    With the features as plain columns, the group's own list
+    (:meth:`~ssl_inference.symmetry.Group.invariant_hypotheses`). With formula terms
+    of the features: all of those terms jointly zero, then each term whose zero-test
+    the group preserves (``z:pc0 = 0`` under sign flips, ``I(pc0**2) = 0``). Nothing
+    for a gauge-dependent design.
+    """
+    design = model.feature_design
+    d = len(model.exog_names)
+    if model.coefficient_action is None:
+        return []
+    if design.is_selector:
+        out = []
+        for label, R_rep in model.representation.symmetry_.invariant_hypotheses(
+                model.feature_names):
+            R = np.zeros((R_rep.shape[0], d))
+            R[:, design.plain_cols] = R_rep
+            out.append((label, R))
+        return out
+    names = [model.exog_names[c] for c in design.feature_cols]
+    out = [(" = ".join(names) + " = 0", np.eye(d)[design.feature_cols])]
+    if len(names) > 1:
+        out += [(f"{model.exog_names[c]} = 0", np.eye(d)[[c]]) for c in design.feature_cols
+                if model.coefficient_action.preserves(np.eye(d)[[c]])]
+    return out
 
 
 class GaugeDependentContrastResults(ContrastResults):
@@ -91,13 +125,8 @@ def mark_gauge_dependent(contrast, results):
 
 def invariant_tests_frame(results) -> pd.DataFrame:
     """Wald tests of the hypotheses that are meaningful for the representation's group."""
-    model = results.model
-    group = model.representation.symmetry_
-    d = len(model.exog_names)
     rows, index = [], []
-    for label, R_rep in group.invariant_hypotheses(model.feature_names):
-        R = np.zeros((R_rep.shape[0], d))
-        R[:, model.rep_cols] = R_rep
+    for label, R in invariant_hypotheses(results.model):
         wt = results.wald_test(R, scalar=True, use_f=results.use_t)
         df = int(wt.df_num) if results.use_t else int(wt.df_denom)
         rows.append([float(wt.statistic), df, float(wt.pvalue),
@@ -107,33 +136,42 @@ def invariant_tests_frame(results) -> pd.DataFrame:
 
 
 def gauge_dependent_columns(results) -> list[int]:
-    """Coefficient positions whose single-coefficient test is not invariant."""
+    """Coefficient positions whose single-coefficient test is not invariant.
+
+    Empty for a design fitted with ``allow_gauge=True`` (every coefficient is then in
+    the reported gauge, and the summary says so once for all).
+    """
     model = results.model
-    group = model.representation.symmetry_
+    action = model.coefficient_action
+    if action is None:
+        return []
     d = len(model.exog_names)
-    return [int(c) for c in model.rep_cols
-            if not group.is_invariant(np.eye(d)[[c]], rep_cols=model.rep_cols, n_params=d)]
+    return [int(c) for c in model.feature_design.feature_cols
+            if not action.preserves(np.eye(d)[[c]])]
 
 
 def gauge_free_terms(results, terms):
     """Replace non-invariant rows of a ``wald_test_terms`` result by the joint block test."""
     model = results.model
-    group = model.representation.symmetry_
+    action = model.coefficient_action
+    if action is None:
+        return terms
     d = len(model.exog_names)
     keep = [name for name, constraint in terms.temp
-            if group.is_invariant(*_as_matrix(constraint, d), rep_cols=model.rep_cols,
-                                  n_params=d)]
+            if action.preserves(*_as_matrix(constraint, d))]
     if len(keep) == len(terms.temp):
         return terms
     table = terms.table.loc[keep]
-    block = np.zeros((len(model.rep_cols), d))
-    block[np.arange(len(model.rep_cols)), model.rep_cols] = 1.0
+    cols = model.feature_design.feature_cols
+    block = np.eye(d)[cols]
     wt = results.wald_test(block, scalar=True)
     row = [float(wt.statistic), float(wt.pvalue),
            int(wt.df_num) if results.use_t else int(wt.df_denom)]
     if results.use_t:
         row.append(wt.df_denom)
-    label = f"representation block ({', '.join(model.feature_names)})"
+    label = f"learned-feature terms ({', '.join(model.exog_names[c] for c in cols)})"
+    if model.feature_design.is_selector:
+        label = f"representation block ({', '.join(model.feature_names)})"
     table = pd.concat([table, pd.DataFrame([row], index=[label], columns=table.columns)])
     out = WaldTestResults(None, terms.distribution, None, table=table)
     out.temp = [(n, c) for n, c in terms.temp if n in keep] + [(label, block)]

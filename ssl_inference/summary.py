@@ -54,6 +54,12 @@ def notes(res) -> list[str]:
     rep = res.model.representation
     lines = first_stage_problems(rep)
     lines.append(f"First-stage gauge ({type(rep).__name__}): {rep.gauge_convention}.")
+    if res.model.coefficient_action is None:
+        lines.append(
+            f"GAUGE-DEPENDENT DESIGN (allow_gauge=True): the formula's terms in the learned "
+            f"features are not mapped onto themselves by {rep.symmetry_.name}, so every "
+            "number here (coefficients, standard errors, tests, fitted values) holds only "
+            "in the reported gauge above.")
     if res.cov_type not in ("two-stage", "bootstrap"):
         lines.append("These SEs are naive: they ignore that the features were estimated on "
                      "X_pre. Use cov_type='two-stage' for valid inference.")

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Group", "Trivial", "SignFlips", "Orthogonal", "Permutations",
+__all__ = ["Group", "CoefficientAction", "Trivial", "SignFlips", "Orthogonal", "Permutations",
            "PermutationContrasts", "PermutationProduct", "ProductElement", "align"]
 
 
@@ -94,16 +94,30 @@ class Group:
         T[np.ix_(cols, cols)] = self.rho(g)
         return T
 
+    def coefficient_action(self, n_params: int, rep_cols) -> "CoefficientAction":
+        """The action on coefficients when the features are plain design columns.
+
+        ``T_g`` (:meth:`coefficient_matrix`) for each generator, and ``blockdiag(0, A)``
+        for each Lie-algebra direction ``A``.
+        """
+        cols = np.asarray(rep_cols)
+        infinitesimal = []
+        for A in self.lie_algebra():
+            M = np.zeros((n_params, n_params))
+            M[np.ix_(cols, cols)] = A
+            infinitesimal.append(M)
+        return CoefficientAction(
+            tuple(self.coefficient_matrix(g, n_params, cols) for g in self.generators()),
+            tuple(infinitesimal))
+
     # ------------------------------------------------------------- invariance
     def is_invariant(self, R, r=None, *, rep_cols, n_params: int | None = None,
                      tol: float = 1e-9) -> bool:
         r"""Whether ``{beta : R beta = r}`` is mapped to itself by every ``T_g``.
 
-        For each generator (and, for continuous groups, each Lie-algebra direction
-        ``A``): ``rowspace(R T) = rowspace(R)`` and ``R T beta_0 = r`` at the particular
-        solution ``beta_0 = R^+ r`` (for ``A``: ``rowspace(R A) ⊆ rowspace(R)`` and
-        ``R A beta_0 = 0``). Generators of ``O(k)`` include a reflection, so with the
-        Lie algebra both components of the group are covered.
+        See :meth:`CoefficientAction.preserves`; here the learned features are the
+        plain design columns ``rep_cols``. Generators of ``O(k)`` include a reflection,
+        so with the Lie algebra both components of the group are covered.
 
         Parameters
         ----------
@@ -125,6 +139,43 @@ class Group:
         """
         R = np.atleast_2d(np.asarray(R, dtype=float))
         d = R.shape[1] if n_params is None else n_params
+        return self.coefficient_action(d, rep_cols).preserves(R, r, tol=tol)
+
+
+@dataclass(frozen=True)
+class CoefficientAction:
+    r"""How a symmetry group moves the second-stage coefficients.
+
+    A group element moves the learned features, hence the design (``W -> W T_g``), and
+    the fitted regression function stays the same when the coefficients move by
+    ``M_g = T_g^{-1}``. ``finite`` holds ``M_g`` for the group's generators,
+    ``infinitesimal`` the derivatives ``N_A = d M_{exp(tA)} / dt`` at ``t = 0`` for a
+    basis of its Lie algebra (empty for finite groups); together they determine the
+    action of the whole group.
+
+    Attributes
+    ----------
+    finite : tuple of ndarray (d, d)
+    infinitesimal : tuple of ndarray (d, d)
+    """
+
+    finite: tuple
+    infinitesimal: tuple = ()
+
+    def preserves(self, R, r=None, *, tol: float = 1e-9) -> bool:
+        r"""Whether ``{beta : R beta = r}`` is mapped to itself by the group.
+
+        For each generator ``M``: ``rowspace(R M) = rowspace(R)`` and ``R M beta_0 = r``
+        at the particular solution ``beta_0 = R^+ r``; for each Lie-algebra direction
+        ``N``: ``rowspace(R N) ⊆ rowspace(R)`` and ``R N beta_0 = 0``.
+
+        Examples
+        --------
+        >>> flip = CoefficientAction((np.diag([1.0, -1.0]),))
+        >>> flip.preserves([[0, 1]]), flip.preserves([[0, 1]], [0.5])
+        (True, False)
+        """
+        R = np.atleast_2d(np.asarray(R, dtype=float))
         r = np.zeros(R.shape[0]) if r is None else np.asarray(r, dtype=float).ravel()
         # scale each row to unit max-norm (tiny coefficients would overflow the pseudo-
         # inverse); rows without coefficients constrain nothing and are dropped
@@ -141,16 +192,8 @@ class Group:
             return same_space and np.allclose(RM @ beta0, affine_shift, atol=tol * (
                 1.0 + np.abs(r).max(initial=0.0)))
 
-        for g in self.generators():
-            if not preserves(self.coefficient_matrix(g, d, rep_cols), r):
-                return False
-        cols = np.asarray(rep_cols)
-        for A in self.lie_algebra():
-            M = np.zeros((d, d))
-            M[np.ix_(cols, cols)] = A
-            if not preserves(M, np.zeros_like(r)):
-                return False
-        return True
+        return (all(preserves(M, r) for M in self.finite)
+                and all(preserves(N, np.zeros_like(r)) for N in self.infinitesimal))
 
 
 @dataclass(frozen=True)

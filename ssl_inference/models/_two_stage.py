@@ -15,6 +15,9 @@ from statsmodels.formula.formulatools import advance_eval_env
 from .._validation import as_float_matrix
 from ..bootstrap import two_sample_bootstrap
 from ..covariance import CovarianceSpec, TwoStageCovariance
+from ..design import AppendedFeatures, FormulaFeatures
+from ..exceptions import GaugeDependentDesignError
+from .._formula import mentioned_names
 from ..jacobian import coefficient_jacobian
 from ._inputs import (align_rows, check_pretrain_index, check_representation,
                       drop_missing_rows)
@@ -132,32 +135,77 @@ class TwoStageModelMixin:
         return endog, exog, rowwise, state
 
     def _attach_two_stage(self, *, representation, raw, positions, n_input, pretrain_index,
-                          feature_columns=None) -> None:
+                          feature_columns=None, design=None, allow_gauge=False) -> None:
+        """Attach the first stage; ``design`` maps features to the design (formulas)."""
         names = list(representation.get_feature_names_out())
-        if not all(n in self.exog_names for n in names):
-            # array input: statsmodels named the appended feature columns x1, x2, ...
-            self.data.xnames = list(self.exog_names)[:-len(names)] + names
-        exog_names = list(self.exog_names)
-        rep_cols = np.array([exog_names.index(n) for n in names])
+        if design is None:  # array input: the features are the last columns
+            k = len(names)
+            if not all(n in self.exog_names for n in names):
+                # statsmodels named the appended feature columns x1, x2, ...
+                self.data.xnames = list(self.exog_names)[:-k] + names
+            design = AppendedFeatures(n_base=len(self.exog_names) - k, n_features=k)
         self.representation = representation
         self.features = raw
         self.feature_columns = feature_columns
         self.feature_names = names
-        self.rep_cols = rep_cols
+        self.feature_design = design
+        self.rep_cols = design.plain_cols[design.plain_cols >= 0]
         self.pretrain_index = pretrain_index
         self._row_positions = positions
         self._n_input_rows = n_input
+        self.allow_gauge = bool(allow_gauge)
+        self._sample_jacobian = None
+        jacobian = self.design_jacobian()  # refuses non-differentiable terms first
+        try:
+            self.coefficient_action = design.coefficient_action(
+                representation.symmetry_, self._design_rows(), self._sample_features(),
+                np.asarray(self.exog, dtype=float), jacobian)
+        except GaugeDependentDesignError:
+            if not allow_gauge:
+                raise
+            self.coefficient_action = None
+
+    def _design_rows(self, index=None):
+        """What the design needs besides the features, for the sample's rows ``index``."""
+        if isinstance(self.feature_design, AppendedFeatures):
+            base = np.asarray(self.exog, dtype=float)[:, :-len(self.feature_names)]
+            return base if index is None else base[index]
+        frame = self.data.frame.loc[self.data.row_labels]
+        return frame if index is None else frame.iloc[index]
+
+    def _sample_features(self) -> np.ndarray:
+        """Learned features of the sample's rows at ``theta_hat``, (n, k)."""
+        return np.asarray(self.exog, dtype=float)[:, self.rep_cols] \
+            if self.feature_design.is_selector else self.representation._transform(self.features)
+
+    def design_jacobian(self):
+        """``D_j = d w_j / d phi_j`` of the sample's design rows (:mod:`ssl_inference.design`)."""
+        if self._sample_jacobian is None:
+            self._sample_jacobian = self.feature_design.jacobian(self._design_rows(),
+                                                                 self._sample_features())
+        return self._sample_jacobian
 
     @classmethod
     def from_formula(cls, formula, data, subset=None, drop_cols=None, *args,
-                     representation=None, features=None, pretrain_index=None, **kwargs):
-        """Create a model from a formula; learned features are added to the design.
+                     representation=None, features=None, pretrain_index=None,
+                     allow_gauge: bool = False, **kwargs):
+        """Create a model from a formula in the covariates and the learned features.
 
-        The formula names the outcome and ordinary covariates; the representation's
-        features (``representation.get_feature_names_out()``) are appended as terms.
+        The learned features (``representation.get_feature_names_out()``, e.g.
+        ``pc0, pc1``) are variables of the formula: each feature the formula does not
+        mention is appended as a main effect; a feature it mentions enters exactly as
+        written (``y ~ z * pc0``, ``y ~ z + pc0 + I(pc0**2)``, ``y ~ z - pc1``). Terms
+        of features must be differentiable in them (no ``C(pc0 > 0)``, ``center(pc0)``
+        or ``np.floor(pc0)``), and the representation's symmetry group must map the
+        design's span onto itself, else the fit is refused with the reason;
+        ``allow_gauge=True`` fits a gauge-dependent design anyway (every number is
+        then in the reported gauge, and the summary says so).
         """
         if representation is None:
             _reject_orphans(features, pretrain_index)
+            if allow_gauge:
+                raise TypeError("allow_gauge= describes a two-stage design and needs "
+                                "representation=.")
             advance_eval_env(kwargs)
             return super().from_formula(formula, data, subset, drop_cols, *args, **kwargs)
         rep = check_representation(representation)
@@ -196,13 +244,21 @@ class TwoStageModelMixin:
         phi[complete] = rep._transform(raw_all[complete])
         for i, name in enumerate(names):
             frame[name] = phi[:, i]
-        full_formula = f"{formula} + {' + '.join(names)}"
+        mentioned = mentioned_names(formula, names)
+        appended = [name for name in names if name not in mentioned]
+        full_formula = formula + "".join(f" + {name}" for name in appended)
         advance_eval_env(kwargs)
         mod = super().from_formula(full_formula, frame, None, drop_cols, *args, **kwargs)
         positions = frame.index.get_indexer(mod.data.row_labels)
+        design = FormulaFeatures(mod.data, names, mod.exog_names, phi[positions])
+        if design.feature_cols.size == 0:
+            raise ValueError(
+                f"The formula '{formula}' removes every learned feature "
+                f"({', '.join(names)}) from the design: nothing of the first stage is "
+                "left to estimate. Fit the plain statsmodels model instead.")
         mod._attach_two_stage(
             representation=rep, raw=raw_all[positions], positions=positions,
-            n_input=len(frame), feature_columns=cols,
+            n_input=len(frame), feature_columns=cols, design=design, allow_gauge=allow_gauge,
             pretrain_index=None if pretrain_index is None else pretrain_index[positions])
         return mod
 
@@ -264,7 +320,8 @@ class TwoStageModelMixin:
         g, g_prime, h_inv = self._loss_derivatives(results)
         exog = np.asarray(self.exog, dtype=float)
         J = coefficient_jacobian(self.representation, self.features, exog,
-                                 np.asarray(results.params), self.rep_cols, g, g_prime, h_inv)
+                                 np.asarray(results.params), self.design_jacobian(), g,
+                                 g_prime, h_inv)
         second_influence = -(exog * g[:, None]) @ h_inv
         return TwoStageCovariance(
             representation=self.representation, jacobian=J,
@@ -272,13 +329,16 @@ class TwoStageModelMixin:
             pretrain_index=self.pretrain_index, groups=groups,
             pretrain_groups=pretrain_groups)
 
-    def _new_design(self, exog, features, transform: bool = True):
-        """Design rows, raw features and row labels for new data (or the sample)."""
+    def _new_rows(self, exog, features, transform: bool = True):
+        """Design context, raw features and row labels of new rows (None: the sample).
+
+        The context is what :attr:`feature_design` needs besides the features: the
+        covariate block (array models) or the data frame (formula models).
+        """
         rep = self.representation
         if exog is None and features is None:
-            return np.asarray(self.exog, dtype=float), self.features, None
+            return self._design_rows(), self.features, None
         if self.feature_columns is not None and transform:
-            from .._formula import design_for
             if features is not None:
                 raise TypeError("For formula models the raw feature columns are read from the "
                                 "new data by name; do not pass features=.")
@@ -291,17 +351,26 @@ class TwoStageModelMixin:
             if missing_cols:
                 raise ValueError(f"New data lack feature columns {missing_cols[:10]}.")
             raw = rep._validate_rows(exog[self.feature_columns], "features")
-            frame = exog.copy()
-            for i, name in enumerate(self.feature_names):
-                frame[name] = rep._transform(raw)[:, i]
-            return design_for(self.data.model_spec, frame), raw, exog.index
+            return exog, raw, exog.index
         if features is None:
             raise ValueError("Pass the raw features of the new rows: features=... (n0, p).")
         raw = rep._validate_rows(features, "features")
         base = as_float_matrix(np.asarray(exog, dtype=float).reshape(raw.shape[0], -1), "exog")
-        expected = self.exog.shape[1] - len(self.rep_cols)
+        expected = self.exog.shape[1] - len(self.feature_names)
         if base.shape[1] != expected:
             raise ValueError(f"exog for prediction has {base.shape[1]} columns; the model's "
                              f"covariates (without learned features) have {expected}.")
         labels = exog.index if isinstance(exog, (pd.DataFrame, pd.Series)) else None
-        return np.column_stack([base, rep._transform(raw)]), raw, labels
+        return base, raw, labels
+
+    def _new_design(self, exog, features, transform: bool = True):
+        """Design rows, raw features, row labels and design context of new data."""
+        rows, raw, labels = self._new_rows(exog, features, transform)
+        if exog is None and features is None:
+            return np.asarray(self.exog, dtype=float), raw, labels, rows
+        design = self.feature_design.build(rows, self.representation._transform(raw))
+        if np.isnan(design).any():
+            raise ValueError(
+                "New data give missing values in the model's design matrix; predictions "
+                "are undefined for those rows. Drop or impute them before predicting.")
+        return design, raw, labels, rows

@@ -188,7 +188,7 @@ class TwoStageResultsMixin:
         """Predicted means for new raw data (features computed by the representation)."""
         if exog is None and features is None:
             return super().predict(None, transform, *args, **kwargs)
-        design, _, labels = self.model._new_design(exog, features, transform)
+        design, _, labels, _ = self.model._new_design(exog, features, transform)
         pred = self.model.predict(self.params, design, *args, **kwargs)
         return pred if labels is None else pd.Series(pred, index=labels)
 
@@ -232,26 +232,24 @@ class TwoStageResultsMixin:
         influence (new features move with ``theta_hat``, THEORY.md §3.4), the bootstrap
         replicates, or naive (statsmodels' ``w0' Cov w0``).
         """
-        design, raw, labels = self.model._new_design(exog, features, transform)
+        model = self.model
+        design, raw, labels, rows = model._new_design(exog, features, transform)
         if self.cov_type == "two-stage":
-            beta_rep = np.asarray(self.params)[self.model.rep_cols]
-            G = self.model.representation.feature_vjp(
-                raw, np.broadcast_to(beta_rep, (raw.shape[0], beta_rep.size)), per_row=True)
+            jac = model.feature_design.jacobian(rows, model.representation._transform(raw))
+            beta = np.broadcast_to(np.asarray(self.params), design.shape)
+            G = model.representation.feature_vjp(raw, jac.pull(beta), per_row=True)
             var = self._covariance.parts(design, G, diag=True).total
         elif self.cov_type == "bootstrap":
-            var = self._bootstrap_linear_predictions(design, raw).var(axis=0, ddof=1)
+            var = self._bootstrap_linear_predictions(rows, raw).var(axis=0, ddof=1)
         else:
             var = np.einsum("ij,jk,ik->i", design, self._cov_naive, design)
         return design, var, labels
 
-    def _bootstrap_linear_predictions(self, design, raw) -> np.ndarray:
+    def _bootstrap_linear_predictions(self, rows, raw) -> np.ndarray:
         """Linear predictor of each replicate (reps, n0): its features move with it."""
-        rows = []
-        for params, rep in zip(self._bootstrap.params, self._bootstrap.representations):
-            moved = design.copy()
-            moved[:, self.model.rep_cols] = rep._transform(raw)
-            rows.append(moved @ params)
-        return np.asarray(rows)
+        build = self.model.feature_design.build
+        return np.asarray([build(rows, rep._transform(raw)) @ params for params, rep in
+                           zip(self._bootstrap.params, self._bootstrap.representations)])
 
     def conf_int(self, alpha: float | None = None, *, method: str = "wald"):
         """Confidence intervals; ``method="percentile"`` for bootstrap results.

@@ -21,6 +21,7 @@ import pandas as pd
 from scipy import linalg
 
 from ..covariance import TwoStageCovariance
+from ..design import DesignJacobian
 from ..representations.base import Representation
 from .affine import affine_feature_map
 from .weighted_chi2 import WeightedChiSquare
@@ -42,7 +43,8 @@ def plugin_risk_weights(representation: Representation, features: np.ndarray,
 
     1. ``D`` (n x q): ``D_jq = beta_hat' d w_j / d theta_q``, the directional
        derivatives of the fitted regression function at the labeled rows, from one
-       per-row feature VJP with cotangent ``beta_rep`` (covariate and intercept
+       per-row feature VJP with cotangent ``D_j' beta_hat`` (``D_j = d w_j / d phi_j``;
+       ``beta_rep`` when the features are plain columns: covariate and intercept
        columns do not depend on ``theta``).
     2. ``D_res``: the columns of ``D`` residualised on the design ``W`` (the empirical
        ``(I - Pi)``; with weights, both are scaled by ``sqrt(weight)`` first, i.e. the
@@ -78,8 +80,10 @@ def plugin_risk_weights(representation: Representation, features: np.ndarray,
         Second-stage design (unweighted), learned features in ``rep_cols``.
     coefficients : ndarray (d,)
         ``beta_hat``.
-    rep_cols : array_like of int (k,)
-        Columns of the design holding the learned features.
+    rep_cols : array_like of int (k,), or DesignJacobian
+        Columns of the design holding the learned features, or ``D_j = d w_j / d phi_j``
+        of each row when the features enter through formula terms
+        (:meth:`ssl_inference.models.OLS.design_jacobian`).
     weights : array_like (n,), optional
         WLS weights.
     d_eff : int, optional
@@ -108,10 +112,11 @@ def plugin_risk_weights(representation: Representation, features: np.ndarray,
     W = np.asarray(design, dtype=float)
     X = np.asarray(features, dtype=float)
     beta = np.asarray(coefficients, dtype=float)
-    cols = np.asarray(rep_cols, dtype=int)
     n = W.shape[0]
-    beta_rep = beta[cols]
-    D = representation.feature_vjp(X, np.broadcast_to(beta_rep, (n, cols.size)),
+    if not isinstance(rep_cols, DesignJacobian):
+        rep_cols = DesignJacobian(W.shape[1], [[c] for c in np.asarray(rep_cols, dtype=int)],
+                                  [np.ones((n, 1))] * len(rep_cols))
+    D = representation.feature_vjp(X, rep_cols.pull(np.broadcast_to(beta, W.shape)),
                                    per_row=True)
     if weights is not None:
         sw = np.sqrt(np.broadcast_to(np.asarray(weights, dtype=float), (n,)))
@@ -256,9 +261,10 @@ class RiskAsymptotics:
         weights = np.asarray(getattr(model, "weights", 1.0), dtype=float)
         weights = None if np.all(weights == 1.0) else weights
         kappa = plugin_risk_weights(rep, model.features, design, np.asarray(res.params),
-                                    model.rep_cols, weights=weights, d_eff=d_eff,
+                                    model.design_jacobian(), weights=weights, d_eff=d_eff,
                                     covariance=res._covariance)
-        p = _affine_dimension(rep, model.features)
+        p = _affine_dimension(rep, model.features) if model.feature_design.is_selector \
+            else None
         d_base = None if p is None else design.shape[1] - len(model.rep_cols) + p
         return cls(WeightedChiSquare(kappa), sigma2=float(res.scale), d_eff=d_eff, nobs=n,
                    nobs_pretrain=rep.nobs_, d_base=d_base)
