@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["DemoSplit", "load_randhie_split", "RANDHIE_HEALTH_COLUMNS", "LabeledSample",
+__all__ = ["DemoSplit", "load_randhie_split", "RANDHIE_HEALTH_COLUMNS", "load_anes_split",
+           "ANES_ATTITUDE_COLUMNS", "LabeledSample",
            "SpectralDiagonalModel", "FactorModelData", "GaussianMixtureData"]
 
 #: Health-status block of the RAND Health Insurance Experiment data (``disea10`` is the
@@ -59,6 +60,41 @@ def load_randhie_split(n_pretrain: int = 1000, n_labeled: int = 1000,
     labeled = data.iloc[order[n_pretrain:n_pretrain + n_labeled]].reset_index(drop=True)
     labeled = labeled[["y", "lncoins", "idp", "lpi", "fmde"] + RANDHIE_HEALTH_COLUMNS]
     return DemoSplit(pretrain, labeled, list(RANDHIE_HEALTH_COLUMNS))
+
+
+#: Attitude and media items of the 1996 American National Election Survey, all on 0-7
+#: scales: left-right self-placement, placement of Clinton and of Dole, party
+#: identification, days watching TV news, education level.
+ANES_ATTITUDE_COLUMNS = ["selfLR", "ClinLR", "DoleLR", "PID", "TVnews", "educ"]
+
+
+def load_anes_split(n_pretrain: int = 100, seed: int = 0) -> DemoSplit:
+    """Split the 1996 American National Election Survey (944 respondents).
+
+    The pre-training rows keep only the six attitude and media items
+    (:data:`ANES_ATTITUDE_COLUMNS`; their vote is dropped); the labeled rows are all the
+    other respondents, with ``vote`` (1 = Dole, 0 = Clinton), ``age``, ``income``
+    (24 brackets), ``logpopul`` (log population of the place of residence) and the
+    items. Rows are drawn without replacement, disjointly.
+
+    Examples
+    --------
+    >>> split = load_anes_split(100)
+    >>> split.pretrain.shape, split.labeled.shape[0]
+    ((100, 6), 844)
+    """
+    from statsmodels.datasets import anes96
+
+    data = anes96.load_pandas().data
+    if not 1 <= n_pretrain <= len(data) - 20:
+        raise ValueError(f"n_pretrain must be between 1 and {len(data) - 20} (the survey has "
+                         f"{len(data)} respondents, and at least 20 stay labeled); got "
+                         f"{n_pretrain}.")
+    order = np.random.default_rng(seed).permutation(len(data))
+    pretrain = data.iloc[order[:n_pretrain]][ANES_ATTITUDE_COLUMNS].reset_index(drop=True)
+    labeled = data.iloc[order[n_pretrain:]].reset_index(drop=True)
+    labeled = labeled[["vote", "age", "income", "logpopul"] + ANES_ATTITUDE_COLUMNS]
+    return DemoSplit(pretrain, labeled, list(ANES_ATTITUDE_COLUMNS))
 
 
 # --------------------------------------------------------------------------------------

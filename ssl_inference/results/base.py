@@ -281,6 +281,17 @@ class TwoStageResultsMixin:
             raise AttributeError("bootstrap_params exists only after fit(cov_type='bootstrap').")
         return self._bootstrap.params
 
+    def plot_standard_errors(self, ax=None):
+        """Naive vs two-stage standard error of every coefficient, with the pre-training
+        share of its variance (:func:`ssl_inference.plotting.plot_standard_errors`).
+
+        Returns
+        -------
+        matplotlib Axes
+        """
+        from ..plotting import plot_standard_errors
+        return plot_standard_errors(self, ax)
+
     # ---------------------------------------------------------------- summary
     def summary(self, *args, **kwargs):
         """statsmodels' summary plus a first-stage block and an SE-inflation table."""

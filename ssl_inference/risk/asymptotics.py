@@ -426,46 +426,41 @@ class RiskAsymptotics:
     def plot(self, ax=None, *, excess: bool = False, quantiles=(0.5, 0.9), points: int = 200):
         """Density of the limit law with the fine-tuning point and quantiles marked.
 
-        Needs matplotlib (``pip install "ssl_inference[plot]"``).
-
-        Parameters
-        ----------
-        ax : matplotlib Axes, optional
-        excess : bool
-            Plot the law of ``R - sigma^2`` instead of ``n (R - sigma^2)``.
-        quantiles : sequence of float
-            Marked with dashed lines.
-        points : int
-            Grid size of the density.
+        Needs matplotlib (``pip install "ssl_inference[plot]"``); see
+        :func:`ssl_inference.plotting.plot_risk_density` for the parameters.
 
         Returns
         -------
         matplotlib Axes
         """
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as exc:
-            raise ImportError(
-                "RiskAsymptotics.plot needs matplotlib, an optional dependency: "
-                'pip install "ssl_inference[plot]" (or pip install matplotlib).') from exc
-        law = self.excess_law if excess else self.law
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-        label = "R - sigma^2" if excess else "n (R - sigma^2)"
-        shift = law.shift
-        if law.is_degenerate:
-            ax.axvline(shift, color="C0", label=f"{label}: point mass")
-        else:
-            hi = float(law.ppf(0.995))
-            grid = np.linspace(shift, hi, points)[1:]
-            ax.plot(grid, law.pdf(grid), color="C0", label=f"limit density of {label}")
-            ax.axvline(shift, color="C2", linestyle=":",
-                       label="fine-tuning part sigma^2 d_eff" + (" / n" if excess else ""))
-            for q in quantiles:
-                ax.axvline(float(law.ppf(q)), color="C1", linestyle="--", linewidth=1)
-                ax.text(float(law.ppf(q)), ax.get_ylim()[1] * 0.95, f" q{100 * q:g}",
-                        color="C1", va="top", fontsize=8)
-        ax.set_xlabel(label)
-        ax.set_ylabel("density")
-        ax.legend(fontsize=8)
-        return ax
+        from ..plotting import plot_risk_density
+        return plot_risk_density(self, ax, excess=excess, quantiles=quantiles, points=points)
+
+    def plot_pretrain_size(self, ax=None, *, sizes=None, band=(0.1, 0.9), d_base=None):
+        """How much unlabeled data is enough: limiting excess risk against ``m``.
+
+        The expected excess risk ``sigma^2 d_eff / n + E||L(Z)||^2 / m`` with a quantile
+        band, the fine-tuning floor, the downstream-only baseline and the crossover
+        (when ``d_base`` is known), at the fitted ``n``. Needs matplotlib; see
+        :func:`ssl_inference.plotting.plot_pretrain_size` for the parameters.
+
+        Returns
+        -------
+        matplotlib Axes
+
+        Examples
+        --------
+        >>> import matplotlib; matplotlib.use("Agg")
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(0)
+        >>> scales = np.array([3.0, 2.0, 1.0, 0.5])
+        >>> rep = ssi.PCA(2).fit(rng.normal(size=(300, 4)) * scales)
+        >>> X = rng.normal(size=(500, 4)) * scales
+        >>> y = 1 + X[:, 0] + X[:, 1] + rng.normal(size=500)
+        >>> ra = ssi.OLS(y, np.ones((500, 1)), representation=rep, features=X).fit(
+        ...     ).risk_asymptotics()
+        >>> ra.plot_pretrain_size().get_xscale()
+        'log'
+        """
+        from ..plotting import plot_pretrain_size
+        return plot_pretrain_size(self, ax, sizes=sizes, band=band, d_base=d_base)
