@@ -1,10 +1,12 @@
 """Summary extensions: a first-stage block, an SE-inflation table and notes."""
 from __future__ import annotations
 
+import re
 import textwrap
 
 import numpy as np
 import pandas as pd
+from statsmodels.iolib.summary2 import Summary as Summary2
 from statsmodels.iolib.table import SimpleTable
 
 from .invariance import gauge_dependent_columns
@@ -114,6 +116,20 @@ def extend_summary(res, smry):
     return smry
 
 
+class TwoStageSummary2(Summary2):
+    """statsmodels' ``Summary2`` whose text rules all have the width of the widest table.
+
+    ``Summary2`` pads each table separately, so tables of different shapes end with
+    rules of different lengths; the two-stage tables make that visible.
+    """
+
+    def as_text(self):
+        lines = super().as_text().split("\n")
+        rules = [line for line in lines if line and set(line) <= {"=", "-"}]
+        width = max((len(line) for line in rules), default=0)
+        return "\n".join(line[0] * width if line in rules else line for line in lines)
+
+
 def extend_summary2(res, smry):
     names = [res.model.exog_names[c] for c in gauge_dependent_columns(res)]
     if names:
@@ -124,11 +140,18 @@ def extend_summary2(res, smry):
         params.rename(index={n: f"{n}*" for n in names}, inplace=True)
     left, right = first_stage_items(res)
     smry.add_dict({label: value[0] for label, value in left + right})
-    smry.add_df(inflation_frame(res))
-    smry.add_df(res.invariant_tests())
+    smry.add_df(inflation_frame(res), float_format="%.4g")
+    tests = res.invariant_tests().astype({"df": str})
+    smry.add_df(tests, float_format="%.4g")
+    extra = notes(res)
     if names:
-        smry.add_text(f"{', '.join(n + '*' for n in names)}: gauge-dependent coefficients "
-                      "(no t, p or interval); use the invariant tests.")
-    for line in notes(res):
-        smry.add_text(line)
+        extra.insert(0, f"{', '.join(n + '*' for n in names)}: gauge-dependent coefficients "
+                     "(no t, p or interval); use the invariant tests.")
+    existing = "\n".join(smry.extra_txt)
+    offset = len(re.findall(r"^\[\d+\]", existing, flags=re.M))
+    if "Notes:" not in existing:
+        smry.add_text("Notes:")
+    for i, line in enumerate(extra):
+        smry.add_text(f"[{offset + i + 1}] {line}")
+    smry.__class__ = TwoStageSummary2
     return smry

@@ -10,9 +10,13 @@ from ..representations.base import Representation
 
 def check_representation(representation) -> Representation:
     if not isinstance(representation, Representation):
+        kind = type(representation)
         raise TypeError(
             "representation must be a fitted ssl_inference representation (e.g. "
-            f"ssi.PCA(...).fit(X_pre)); got {type(representation).__name__}."
+            f"ssi.PCA(...).fit(X_pre)); got {kind.__module__}.{kind.__qualname__}. Estimators "
+            "of other libraries (scikit-learn, statsmodels) give point estimates but not the "
+            "influence functions two-stage inference needs: fit the matching ssl_inference "
+            "first stage on the same X_pre instead."
         )
     representation._check_fitted()
     return representation

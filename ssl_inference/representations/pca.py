@@ -97,8 +97,9 @@ class PCA(Representation):
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < p:
             raise ValueError(
                 f"n_components must be an integer with 1 <= n_components < p = {p} "
-                f"(the number of raw features); got {k!r}. With k = p the features are a "
-                "rotation of the raw data and there is nothing to learn."
+                f"(the number of raw features); got {k!r}."
+                + (" With k = p the features are a rotation of the raw data and there is "
+                   "nothing to learn." if k == p else "")
             )
         if m < 2:
             raise ValueError(f"X_pre needs at least 2 rows to estimate a covariance; got {m}.")
