@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import patsy
 
-__all__ = ["FormulaFactor", "design_for", "formula_factors", "mentioned_names", "names_in"]
+__all__ = ["FormulaFactor", "design_for", "formula_factors", "formula_variables",
+           "mentioned_names", "names_in"]
 
 
 def design_for(model_spec, data: pd.DataFrame, *, check_missing: bool = True) -> np.ndarray:
@@ -103,6 +104,19 @@ def formula_factors(model_spec) -> list[FormulaFactor]:
                                expr in model_spec.transform_state)
     return [FormulaFactor(expr, tuple(sorted(set(cols))), *kinds[expr])
             for expr, cols in columns.items()]
+
+
+def formula_variables(model_spec) -> set[str]:
+    """Names the right-hand side of a fitted formula reads from the data.
+
+    Examples
+    --------
+    >>> import pandas as pd, patsy
+    >>> df = pd.DataFrame({"z": [1.0, 2.0, 3.0], "a": [0.5, 0.1, 0.7]})
+    >>> sorted(formula_variables(patsy.dmatrix("z + np.log(a)", df).design_info))
+    ['a', 'np', 'z']
+    """
+    return set().union(*(names_in(f.expression) for f in formula_factors(model_spec)))
 
 
 def names_in(expression: str) -> set[str]:

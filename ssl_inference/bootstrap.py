@@ -53,12 +53,14 @@ def resample_units(rng: np.random.Generator, m: int, n: int,
                    pretrain_groups=None) -> tuple[np.ndarray, np.ndarray]:
     """Indices (with repetition) of pre-training and labeled rows for one replicate.
 
-    * independent samples: each sample resampled on its own, by row or by cluster;
+    * shared clusters (a label present in both ``groups`` and ``pretrain_groups``,
+      with or without overlapping rows): the clusters of both samples are the units,
+      and each drawn cluster brings all its rows from both samples;
     * overlap by rows: pre-training rows are the units; a labeled row that is a
       pre-training row comes with it (as often as it is drawn), the other labeled rows
       are resampled among themselves;
-    * overlap with clusters: cluster labels shared by the two samples are the units,
-      and each drawn cluster brings all its rows from both samples.
+    * otherwise (independent samples): each sample resampled on its own, by row or by
+      cluster.
 
     Examples
     --------
@@ -66,31 +68,32 @@ def resample_units(rng: np.random.Generator, m: int, n: int,
     >>> len(pre), int((np.isin(lab, [0, 2])).sum()) == int(np.isin(pre, [0, 4]).sum())
     (5, True)
     """
-    if pretrain_index is None:
-        pre = (rng.integers(0, m, size=m) if pretrain_groups is None
-               else _cluster_draw(rng, np.asarray(pretrain_groups)))
-        lab = (rng.integers(0, n, size=n) if groups is None
-               else _cluster_draw(rng, np.asarray(groups)))
-        return pre, lab
-    if groups is not None:
-        union, codes = np.unique(np.concatenate([np.asarray(pretrain_groups),
-                                                 np.asarray(groups)]), return_inverse=True)
-        chosen = rng.integers(0, len(union), size=len(union))
+    if groups is not None and pretrain_groups is not None:
+        codes, uniques = pd.factorize(np.concatenate([np.asarray(pretrain_groups),
+                                                      np.asarray(groups)]))
         pre_codes, lab_codes = codes[:m], codes[m:]
-        pre_members = pd.Series(np.arange(m)).groupby(pre_codes).indices
-        lab_members = pd.Series(np.arange(n)).groupby(lab_codes).indices
-        empty = np.array([], dtype=int)
-        pre = np.concatenate([pre_members.get(c, empty) for c in chosen])
-        lab = np.concatenate([lab_members.get(c, empty) for c in chosen])
-        return pre, lab
-    pre = rng.integers(0, m, size=m)
-    counts = np.bincount(pre, minlength=m)
-    linked = np.flatnonzero(pretrain_index >= 0)
-    free = np.flatnonzero(pretrain_index < 0)
-    lab = [np.repeat(linked, counts[pretrain_index[linked]])]
-    if free.size:
-        lab.append(free[rng.integers(0, free.size, size=free.size)])
-    return pre, np.concatenate(lab)
+        if np.isin(lab_codes, pre_codes).any():
+            chosen = rng.integers(0, len(uniques), size=len(uniques))
+            pre_members = pd.Series(np.arange(m)).groupby(pre_codes).indices
+            lab_members = pd.Series(np.arange(n)).groupby(lab_codes).indices
+            empty = np.array([], dtype=int)
+            pre = np.concatenate([pre_members.get(c, empty) for c in chosen])
+            lab = np.concatenate([lab_members.get(c, empty) for c in chosen])
+            return pre, lab
+    if pretrain_index is not None and groups is None and (pretrain_index >= 0).any():
+        pre = rng.integers(0, m, size=m)
+        counts = np.bincount(pre, minlength=m)
+        linked = np.flatnonzero(pretrain_index >= 0)
+        free = np.flatnonzero(pretrain_index < 0)
+        lab = [np.repeat(linked, counts[pretrain_index[linked]])]
+        if free.size:
+            lab.append(free[rng.integers(0, free.size, size=free.size)])
+        return pre, np.concatenate(lab)
+    pre = (rng.integers(0, m, size=m) if pretrain_groups is None
+           else _cluster_draw(rng, np.asarray(pretrain_groups)))
+    lab = (rng.integers(0, n, size=n) if groups is None
+           else _cluster_draw(rng, np.asarray(groups)))
+    return pre, lab
 
 
 def two_sample_bootstrap(model, *, reps: int, seed=None, groups=None, pretrain_groups=None,

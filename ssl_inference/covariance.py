@@ -15,8 +15,14 @@ first-stage Jacobian of the coefficients. Hence
 
 with ``Cov_2`` the statsmodels second-stage covariance (so everything reduces to
 statsmodels when the first stage is known), the pre-training sum taken over
-clusters of ``pretrain_groups`` when given, and the cross term present only when
-labeled rows are also pre-training rows (``pretrain_index``).
+clusters of ``pretrain_groups`` when given, and the cross term
+
+``cross = sum_u (L_beta A_u)(K B_u)' + transpose``
+
+over the units ``u`` that have rows in both samples: labeled rows that are also
+pre-training rows (``pretrain_index``), or, with clusters, every cluster whose label
+appears in both ``groups`` and ``pretrain_groups`` (``A_u``, ``B_u``: the unit's summed
+second-stage and first-stage influences), whether or not rows overlap.
 """
 from __future__ import annotations
 
@@ -132,13 +138,17 @@ class TwoStageCovariance:
     cov_second : ndarray (d, d)
         Second-stage covariance as statsmodels computes it.
     second_influence : ndarray (n, d)
-        Per-row second-stage influence ``a*_j`` (contribution to ``beta_hat``); used
-        only for the overlap cross term.
+        Per-row second-stage influence ``a*_j`` (contribution to ``beta_hat``). Only
+        its sums over the units shared by the two samples are kept for the cross term
+        (computed here), so it may be dropped afterwards (``remove_data``).
     pretrain_index : ndarray (n,) of int, optional
         Row of ``X_pre`` for each labeled row, or -1.
     groups, pretrain_groups : array_like, optional
-        Cluster labels of labeled and pre-training rows. With overlap, labels equal
-        across the two arrays denote the same cluster.
+        Cluster labels of labeled and pre-training rows, of one dtype
+        (:func:`~ssl_inference.models._inputs.check_cluster_labels`). A label present in
+        both arrays is ONE cluster with rows in both samples: its influences from the
+        two samples are summed before the outer product (the cross term), with or
+        without overlapping rows.
     chunk_rows : int
         Pre-training rows per streamed chunk.
     """
@@ -146,17 +156,52 @@ class TwoStageCovariance:
     representation: Representation
     jacobian: np.ndarray
     cov_second: np.ndarray
-    second_influence: np.ndarray
+    second_influence: np.ndarray | None
     pretrain_index: np.ndarray | None = None
     groups: np.ndarray | None = None
     pretrain_groups: np.ndarray | None = None
     chunk_rows: int = 8192
     _pre_codes: tuple | None = field(default=None, init=False, repr=False)
+    _cross_units: tuple | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.pretrain_groups is not None:
             codes, uniques = pd.factorize(np.asarray(self.pretrain_groups))
             self._pre_codes = (codes, uniques)
+        self._cross_units = self._shared_units()
+
+    def _shared_units(self) -> tuple | None:
+        """Units with rows in both samples: ``(A_u (u, d), position)``, or None.
+
+        ``position`` is the unit's pre-training cluster (index into the cluster sums)
+        with clusters, its row of ``X_pre`` for overlap by rows.
+        """
+        A = self.second_influence
+        if self._pre_codes is not None:
+            if self.groups is None:
+                return None
+            codes, uniques = pd.factorize(np.asarray(self.groups))
+            sums = np.zeros((len(uniques), A.shape[1]))
+            np.add.at(sums, codes, A)
+            pos = pd.Index(self._pre_codes[1]).get_indexer(uniques)
+            hit = pos >= 0
+            return (sums[hit], pos[hit]) if hit.any() else None
+        if self.pretrain_index is None or self.groups is not None:
+            return None
+        linked = np.flatnonzero(self.pretrain_index >= 0)
+        return (A[linked], self.pretrain_index[linked]) if linked.size else None
+
+    @property
+    def shared_clusters(self) -> int:
+        """Number of clusters with rows in both samples (0 without clusters)."""
+        if self._cross_units is None or self._pre_codes is None:
+            return 0
+        return len(self._cross_units[1])
+
+    @property
+    def has_cross(self) -> bool:
+        """Whether some unit (row or cluster) has rows in both samples."""
+        return self._cross_units is not None
 
     def parts(self, L_beta: np.ndarray | None = None, L_theta: np.ndarray | None = None,
               *, diag: bool = False) -> VarianceParts:
@@ -185,8 +230,10 @@ class TwoStageCovariance:
         rep = self.representation
         m = rep.nobs_
         r, q = K.shape
-        overlap = self.pretrain_index is not None
-        A = self.second_influence @ L_beta.T if overlap else None
+        cross = self._cross_units is not None
+        if cross:
+            A_units, unit_pos = self._cross_units
+            A = A_units @ L_beta.T
         # Streaming B = IF(x) K' costs O(m p k r) for PCA. With many functionals
         # (predictions at many rows) stream IF(x) itself (K = I, q columns) and apply K
         # to the q x q sums afterwards: the same sums, regrouped.
@@ -202,33 +249,23 @@ class TwoStageCovariance:
                 np.add.at(sums, codes[start:stop], B)
             sums /= m
             pre = (sums ** 2).sum(0) if elementwise else sums.T @ sums
-            half = self._cluster_cross(A, sums, uniques, elementwise) if overlap else None
+            if cross:
+                Bc = sums[unit_pos]
+                half = (A * Bc).sum(0) if elementwise else A.T @ Bc
         else:
             pre = np.zeros(s) if elementwise else np.zeros((s, s))
-            half = (np.zeros(r) if elementwise else np.zeros((r, s))) if overlap else None
+            half = (np.zeros(r) if elementwise else np.zeros((r, s))) if cross else None
             for start, stop, B in stream:
                 pre += (B ** 2).sum(0) if elementwise else B.T @ B
-                if overlap:
-                    sel = np.flatnonzero((self.pretrain_index >= start)
-                                         & (self.pretrain_index < stop))
-                    Bsel = B[self.pretrain_index[sel] - start] / m
+                if cross:
+                    sel = np.flatnonzero((unit_pos >= start) & (unit_pos < stop))
+                    Bsel = B[unit_pos[sel] - start] / m
                     half += (A[sel] * Bsel).sum(0) if elementwise else A[sel].T @ Bsel
             pre /= m ** 2
         if via_identity:
             pre = ((K @ pre) * K).sum(1) if diag else K @ pre @ K.T
-            if overlap:
+            if cross:
                 half = (half * K).sum(1) if diag else half @ K.T
-        if not overlap:
+        if not cross:
             return pre, np.zeros_like(pre)
         return pre, (2 * half if diag else half + half.T)
-
-    def _cluster_cross(self, A, pre_sums, pre_uniques, elementwise):
-        """``sum_c A_c' B_c`` over clusters present in both samples (its diagonal when
-        ``elementwise``); the cross term is this plus its transpose."""
-        codes, uniques = pd.factorize(np.asarray(self.groups))
-        A_sums = np.zeros((len(uniques), A.shape[1]))
-        np.add.at(A_sums, codes, A)
-        pos = pd.Index(pre_uniques).get_indexer(uniques)
-        hit = pos >= 0
-        Ac, Bc = A_sums[hit], pre_sums[pos[hit]]
-        return (Ac * Bc).sum(0) if elementwise else Ac.T @ Bc

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ["NotFittedError", "IdentificationWarning", "ConvergenceWarning",
            "NonInvariantHypothesisError", "NonDifferentiableDesignError",
-           "GaugeDependentDesignError", "GaugeDependentWarning"]
+           "GaugeDependentDesignError", "GaugeDependentWarning", "PretrainDataModifiedError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -69,4 +69,13 @@ class GaugeDependentWarning(UserWarning):
 
     E.g. the p-value of a single principal component's coefficient when the components
     are identified only up to rotation: it is returned as NaN, with this warning.
+    """
+
+
+class PretrainDataModifiedError(RuntimeError):
+    """The pre-training rows changed in place after the representation was fitted.
+
+    A fitted representation keeps a read-only reference to ``X_pre`` (not a copy) and
+    checks a fingerprint of its bytes before every use; first-stage influences of
+    changed rows would not belong to the fitted parameters. Refit, or fit on a copy.
     """

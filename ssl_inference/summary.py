@@ -25,9 +25,15 @@ def first_stage_items(res) -> tuple[list, list]:
              ("Second-stage cov:", [f"bootstrap ({res._spec.reps})"
                                     if res.cov_type == "bootstrap" else res._spec.second_stage]),
              ("Overlapping rows:", [n_overlap]),
-             ("X_pre clustered:", ["yes" if res._spec.pretrain_groups is not None
-                                      else "no"])]
+             ("X_pre clustered:", [_pretrain_clusters(res)])]
     return left, right
+
+
+def _pretrain_clusters(res) -> str:
+    if res._spec.pretrain_groups is None:
+        return "no"
+    shared = res._covariance.shared_clusters
+    return f"yes, {shared} shared" if shared else "yes"
 
 
 def inflation_frame(res) -> pd.DataFrame:
@@ -40,7 +46,7 @@ def inflation_frame(res) -> pd.DataFrame:
     frame = pd.DataFrame({"naive SE": naive, label: two, "SE ratio": two / naive,
                           "pretrain share": parts["pretraining_share"].to_numpy()},
                          index=parts.index)
-    if res.model.pretrain_index is not None:  # the shares add to one with the cross term
+    if res._covariance.has_cross:  # the shares add to one with the cross term
         frame["overlap share"] = parts["overlap"] / parts["total"]
     return frame
 
@@ -62,6 +68,16 @@ def notes(res) -> list[str]:
             f"features are not mapped onto themselves by {rep.symmetry_.name}, so every "
             "number here (coefficients, standard errors, tests, fitted values) holds only "
             "in the reported gauge above.")
+    shared = res._covariance.shared_clusters
+    if shared:
+        how = ("is resampled as one unit, with its rows in both samples"
+               if res.cov_type == "bootstrap" else
+               "is one unit: its labeled and pre-training rows' influences are summed "
+               "before squaring (the cross term, 'overlap' in variance_decomposition())")
+        lines.append(
+            f"{shared} clusters have rows in both samples (labels present in both groups "
+            f"and pretrain_groups); each {how}. If the two samples' labels name different "
+            "clusters, make them distinct.")
     if res.cov_type not in ("two-stage", "bootstrap"):
         lines.append("These SEs are naive: they ignore that the features were estimated on "
                      "X_pre. Use cov_type='two-stage' for valid inference.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as sm
 
@@ -152,6 +153,40 @@ def test_bad_cov_options(fitted, cov_type, cov_kwds, message):
     assert model.fit().cov_type == "two-stage"  # the model is unchanged
 
 
+def _labels(kind, n, m):
+    """Cluster-label inputs of the problem (150 labeled rows, 400 pre-training rows)."""
+    pre = np.arange(m) % 20
+    return {
+        "mixed types": (np.arange(n) % 20, pre.astype(str)),
+        "missing label": (np.where(np.arange(n) == 9, np.nan, np.arange(n) % 20), pre),
+        "2-D groups": (np.zeros((n, 2)), pre),
+        "Series, foreign index": (pd.Series(np.arange(n) % 20, index=np.arange(n) + 500),
+                                  pre),
+        "pretrain Series, own index": (np.arange(n) % 20,
+                                       pd.Series(pre, index=np.arange(m) + 500)),
+    }[kind]
+
+
+@pytest.mark.parametrize("kind, error, message", [
+    ("mixed types", TypeError, "hold different kinds of cluster labels"),
+    ("missing label", ValueError, r"groups has 1 missing cluster label\(s\)"),
+    ("2-D groups", ValueError, r"groups must be 1-D \(one label per row\); got shape \(150, 2\)"),
+    ("Series, foreign index", ValueError,
+     r"groups is a pandas Series whose index lacks 150 row label\(s\) of the model's data"),
+    ("pretrain Series, own index", ValueError,
+     r"pretrain_groups is a pandas Series with its own index, but the rows of X_pre are "
+     r"numpy arrays"),
+])
+def test_bad_cluster_labels(fitted, kind, error, message):
+    rep, _, df, cols = fitted
+    groups, pre_groups = _labels(kind, len(df), rep.nobs_)
+    model = smf.ols("y ~ z", df, representation=rep, features=cols)
+    with pytest.raises(error, match=message):
+        model.fit(cov_kwds={"second_stage": "cluster", "groups": groups,
+                            "pretrain_groups": pre_groups})
+    assert model.fit().cov_type == "two-stage"  # the model is unchanged
+
+
 def test_unknown_fit_keyword(fitted):
     rep, _, df, cols = fitted
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['cov_kwargs'\]"):
@@ -165,8 +200,9 @@ def test_overlap_with_one_sided_clusters(fitted):
     with pytest.raises(ValueError, match="clustering must cover both samples"):
         model.fit(cov_kwds={"second_stage": "cluster", "groups": "g"})
     # with both sides given, the naive fit is plain statsmodels' cluster covariance
-    both = {"second_stage": "cluster", "groups": "g",
-            "pretrain_groups": np.arange(rep.nobs_) % 7}
+    pre_groups = 100 + np.arange(rep.nobs_) % 7
+    pre_groups[idx] = df["g"]  # an overlapping row is in its labeled row's cluster
+    both = {"second_stage": "cluster", "groups": "g", "pretrain_groups": pre_groups}
     naive = model.fit(cov_type="naive", cov_kwds=both)
     df_pc = df.join(rep.transform(df[cols]))
     plain = sm.OLS.from_formula("y ~ z + pc0 + pc1", df_pc).fit(

@@ -249,9 +249,9 @@ def _brute_force(res, X_pre, pidx, groups, pre_groups, L_beta=None, L_theta=None
     A_sum = A_sum.reindex(labels, fill_value=0.0).to_numpy()
     B_sum = B_sum.reindex(labels, fill_value=0.0).to_numpy()
     pre = B_sum.T @ B_sum
-    cross = 0.0
-    if pidx is not None:  # a labeled unit can only share with X_pre under overlap
-        cross = A_sum.T @ B_sum + B_sum.T @ A_sum
+    # units (rows under overlap, clusters whose label is in both arrays) with rows in
+    # both samples carry a cross term; labeled rows as units never share a label with X_pre
+    cross = A_sum.T @ B_sum + B_sum.T @ A_sum
     cov2 = L_beta @ np.asarray(res.cov_params_naive()) @ L_beta.T
     return cov2 + pre + cross, A
 
@@ -274,7 +274,7 @@ CLUSTER_CASES = {
                                  pre_groups=True, weighted=True),
     "overlap-clusters-str": dict(overlap=150, second_stage="cluster", lab_groups=True,
                                  pre_groups=True, strings=True),
-    "independent-both-clustered": dict(overlap=0, second_stage="cluster", lab_groups=True,
+    "shared-clusters-no-overlap": dict(overlap=0, second_stage="cluster", lab_groups=True,
                                        pre_groups=True),
 }
 
@@ -332,7 +332,7 @@ def test_clustered_overlapping_covariance_brute_force(case):
     # not vacuous: the first stage (and the cross term, with overlap) matter here
     dec = res.variance_decomposition()
     assert dec["pretraining_share"].max() > 0.01
-    if pidx is not None:
+    if pidx is not None or case == "shared-clusters-no-overlap":
         assert np.max(np.abs(dec["overlap"] / dec["total"])) > 1e-3
 
     # predictions: same brute force with L_beta = w0', L_theta = beta_rep' dphi(x0)/dtheta

@@ -1,4 +1,11 @@
-"""Validation and alignment of the two-stage inputs of a model (features, overlap, groups)."""
+"""Validation and alignment of the two-stage inputs of a model (features, overlap, groups).
+
+Row-aligned inputs given as pandas Series are aligned on the index of the rows they
+describe (the model's data, or ``X_pre`` for ``pretrain_groups``), never used by
+position behind the user's back. Cluster labels of the two samples must be of one kind
+(numbers or strings): a label present in both arrays names ONE cluster, and an
+overlapping row must carry the same label in both.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -47,6 +54,140 @@ def check_pretrain_index(pretrain_index, n: int, m: int) -> np.ndarray:
             "pre-training row is one unit and can be at most one labeled row."
         )
     return arr.astype(np.int64)
+
+
+def align_series(values, name: str, index, rows: str):
+    """Align a pandas Series on ``index`` (the labels of the rows it describes).
+
+    Anything that is not a Series passes through unchanged (it is used by position).
+    A Series with a default ``RangeIndex`` is positional when the rows have no index.
+
+    Parameters
+    ----------
+    values : Series or array_like
+    name : str
+        The argument's name, for messages.
+    index : pandas Index or None
+        Labels of the described rows; None when they have none (numpy input).
+    rows : str
+        What the rows are, for messages (e.g. ``"the model's data"``).
+
+    Examples
+    --------
+    >>> s = pd.Series([10, 20, 30], index=["c", "a", "b"])
+    >>> align_series(s, "groups", pd.Index(["a", "b", "c"]), "the data").tolist()
+    [20, 30, 10]
+    """
+    if not isinstance(values, pd.Series):
+        return values
+    if index is None:
+        if values.index.equals(pd.RangeIndex(len(values))):
+            return values.to_numpy()
+        raise ValueError(
+            f"{name} is a pandas Series with its own index, but {rows} are numpy arrays "
+            "without an index to align it on, and a Series is never used by position "
+            f"silently. Pass {name}.to_numpy() if its order is the rows' order, or give "
+            f"{rows} as pandas objects with the matching index.")
+    if not values.index.is_unique:
+        raise ValueError(f"{name} is a pandas Series with a non-unique index; it cannot be "
+                         f"aligned on {rows}. Pass {name}.to_numpy() to use it by position.")
+    index = pd.Index(index)
+    missing = index[~index.isin(values.index)]
+    if len(missing):
+        raise ValueError(
+            f"{name} is a pandas Series whose index lacks {len(missing)} row label(s) of "
+            f"{rows} (e.g. {list(missing[:5])}); it is aligned on the index, not used by "
+            f"position. Give it the index of {rows}, or pass {name}.to_numpy() to use "
+            "it by position.")
+    return values.loc[index].to_numpy()
+
+
+def row_index(*objects):
+    """The index of the first pandas object among ``objects``, else None."""
+    for obj in objects:
+        if isinstance(obj, (pd.Series, pd.DataFrame)):
+            return obj.index
+    return None
+
+
+_NUMERIC_LABELS = {"integer", "floating", "mixed-integer-float", "decimal", "boolean",
+                   "complex"}
+_STRING_LABELS = {"string", "bytes"}
+
+
+def _label_kind(labels: np.ndarray) -> str:
+    kind = pd.api.types.infer_dtype(labels, skipna=False)
+    if kind in _NUMERIC_LABELS:
+        return "numbers"
+    return "strings" if kind in _STRING_LABELS else kind
+
+
+def _check_labels(labels, name: str) -> np.ndarray:
+    arr = np.asarray(labels)
+    missing = np.flatnonzero(pd.isna(arr))
+    if missing.size:
+        raise ValueError(
+            f"{name} has {missing.size} missing cluster label(s) (NaN/None), e.g. at rows "
+            f"{missing[:5].tolist()}. Every row must belong to a cluster; give those rows "
+            "a label (their own cluster, if they are independent of the others).")
+    return arr
+
+
+def _show(label) -> str:
+    return repr(label.item() if isinstance(label, np.generic) else label)
+
+
+def check_cluster_labels(groups, pretrain_groups, pretrain_index):
+    """Validate the cluster labels of the two samples and give them one dtype.
+
+    A label present in both ``groups`` (labeled rows) and ``pretrain_groups``
+    (pre-training rows) names ONE cluster, whose rows in both samples are dependent;
+    so the two arrays must hold the same kind of label (3 and "3" would silently be
+    two clusters), and a labeled row that is also pre-training row ``i``
+    (``pretrain_index``) must carry the label of row ``i``.
+
+    Returns
+    -------
+    groups, pretrain_groups : ndarray or None
+
+    Examples
+    --------
+    >>> g, h = check_cluster_labels([1, 2], [1.0, 1.0, 3.0], np.array([0, -1]))
+    >>> g.dtype == h.dtype
+    True
+    """
+    groups = None if groups is None else _check_labels(groups, "groups")
+    pretrain_groups = (None if pretrain_groups is None
+                       else _check_labels(pretrain_groups, "pretrain_groups"))
+    if groups is None or pretrain_groups is None:
+        return groups, pretrain_groups
+    kinds = {_label_kind(groups), _label_kind(pretrain_groups)}
+    if kinds == {"numbers", "strings"}:
+        raise TypeError(
+            "groups and pretrain_groups hold different kinds of cluster labels (one "
+            "numbers, the other strings). A label present in both arrays names one cluster "
+            "shared by the two samples, so 3 and '3' would silently be two clusters and "
+            "the cross term between the samples would be lost. Convert one array to the "
+            "other's type (e.g. np.asarray(groups).astype(str)); if the two samples' "
+            "clusters are unrelated, keep their labels distinct.")
+    joint = np.concatenate([groups, pretrain_groups])
+    groups, pretrain_groups = joint[:groups.size], joint[groups.size:]
+    if pretrain_index is not None:
+        linked = np.flatnonzero(pretrain_index >= 0)
+        lab = pd.Series(groups[linked], dtype=object)
+        pre = pd.Series(pretrain_groups[pretrain_index[linked]], dtype=object)
+        differ = np.flatnonzero(lab.to_numpy() != pre.to_numpy())
+        if differ.size:
+            j = linked[differ[0]]
+            raise ValueError(
+                f"groups and pretrain_groups disagree on {differ.size} overlapping row(s): "
+                f"e.g. labeled row {j} is in cluster {_show(groups[j])} but it is "
+                f"pre-training row {pretrain_index[j]} (pretrain_index), which is in cluster "
+                f"{_show(pretrain_groups[pretrain_index[j]])}. A row in both samples is one "
+                "unit and belongs to one cluster. Make the labels agree "
+                "(groups[j] == pretrain_groups[pretrain_index[j]]), or correct "
+                "pretrain_index.")
+    return groups, pretrain_groups
 
 
 def subset_rows(obj, keep: np.ndarray):

@@ -17,10 +17,10 @@ from ..bootstrap import two_sample_bootstrap
 from ..covariance import CovarianceSpec, TwoStageCovariance
 from ..design import AppendedFeatures, FormulaFeatures
 from ..exceptions import GaugeDependentDesignError
-from .._formula import mentioned_names
+from .._formula import formula_variables, mentioned_names
 from ..jacobian import coefficient_jacobian
-from ._inputs import (align_rows, check_pretrain_index, check_representation,
-                      drop_missing_rows)
+from ._inputs import (align_rows, align_series, check_cluster_labels, check_pretrain_index,
+                      check_representation, drop_missing_rows, row_index, subset_rows)
 
 TWO_STAGE_DOC = """
     representation : Representation, optional
@@ -31,8 +31,10 @@ TWO_STAGE_DOC = """
         Raw inputs of the labeled rows that the representation maps to features; with
         ``from_formula``, the names of those columns in ``data``.
     pretrain_index : array_like of int (n,), optional
-        Overlap: for each labeled row its row in ``X_pre``, or -1 when it is not a
-        pre-training row. Omit for independent samples.
+        Overlap: for each labeled row its row number in ``X_pre`` (0-based position),
+        or -1 when it is not a pre-training row. Omit for independent samples. A
+        pandas Series is aligned on the index of the data (``data`` with formulas,
+        else ``endog``/``exog``), not used by position.
 """
 
 
@@ -116,7 +118,8 @@ class TwoStageModelMixin:
                 "(e.g. a constant column) and one row of features per labeled row."
             )
         pidx = None if pretrain_index is None else check_pretrain_index(
-            pretrain_index, n_input, rep.nobs_)
+            align_series(pretrain_index, "pretrain_index", row_index(endog, exog),
+                         "endog/exog"), n_input, rep.nobs_)
         endog, exog, raw, rowwise, positions = drop_missing_rows(missing, endog, exog, raw,
                                                                  rowwise)
         names = list(rep.get_feature_names_out())
@@ -155,6 +158,10 @@ class TwoStageModelMixin:
         self._n_input_rows = n_input
         self.allow_gauge = bool(allow_gauge)
         self._sample_jacobian = None
+        # what results.remove_data() drops besides statsmodels' arrays: the labeled rows'
+        # raw features, the design jacobian cached for them and the formula data frame
+        self._data_attr = list(self._data_attr) + ["features", "_sample_jacobian",
+                                                   "data.frame"]
         jacobian = self.design_jacobian()  # refuses non-differentiable terms first
         try:
             self.coefficient_action = design.coefficient_action(
@@ -221,7 +228,9 @@ class TwoStageModelMixin:
         if not data.index.is_unique:
             raise ValueError("data has a non-unique index; call data.reset_index(drop=True).")
         if pretrain_index is not None:
-            pretrain_index = check_pretrain_index(pretrain_index, len(data), rep.nobs_)
+            pretrain_index = check_pretrain_index(
+                align_series(pretrain_index, "pretrain_index", data.index, "data"),
+                len(data), rep.nobs_)
         if subset is not None:
             keep = pd.Series(np.arange(len(data)), index=data.index).loc[subset].to_numpy()
             data = data.iloc[keep]
@@ -266,23 +275,7 @@ class TwoStageModelMixin:
     def _fit_two_stage(self, fit_parent, cov_type, cov_kwds, use_t, fit_kwargs):
         """Fit with statsmodels' second-stage covariance, then add the first stage."""
         spec = CovarianceSpec.parse("two-stage" if cov_type is None else cov_type, cov_kwds)
-        frame = getattr(self.data, "frame", None)
-        groups = None if spec.groups is None else align_rows(
-            spec.groups, "groups", self._row_positions, self._n_input_rows, frame)
-        pre_groups = None
-        if spec.pretrain_groups is not None:
-            pre_groups = np.asarray(spec.pretrain_groups)
-            if pre_groups.ndim != 1 or pre_groups.shape[0] != self.representation.nobs_:
-                raise ValueError(
-                    f"pretrain_groups must have one label per pre-training row "
-                    f"({self.representation.nobs_}); got shape {pre_groups.shape}."
-                )
-        if self.pretrain_index is not None and (groups is None) != (pre_groups is None):
-            raise ValueError(
-                "With overlapping samples (pretrain_index) clustering must cover both "
-                "samples: pass groups (labeled rows) and pretrain_groups (X_pre rows) with "
-                "shared labels for shared clusters, or neither."
-            )
+        groups, pre_groups = self._cluster_labels(spec)
         cov_args = statsmodels_cov_arguments(spec.statsmodels_cov_type,
                                              spec.statsmodels_cov_kwds(groups),
                                              use_t if spec.cov_type == "naive" else None)
@@ -298,7 +291,43 @@ class TwoStageModelMixin:
         if spec.cov_type == "bootstrap":
             draws = two_sample_bootstrap(self, reps=spec.reps, seed=spec.seed, groups=groups,
                                          pretrain_groups=pre_groups)
-        return self._results_class.from_statsmodels(res, spec, covariance, use_t, draws)
+        out = self._results_class.from_statsmodels(res, spec, covariance, use_t, draws)
+        out._results._fit_kwargs = dict(fit_kwargs)  # refits (get_robustcov_results) reuse them
+        return out
+
+    def _cluster_labels(self, spec: CovarianceSpec):
+        """Cluster labels of the labeled and pre-training rows, aligned and validated.
+
+        Series are aligned on the index of the rows they label (the model's data;
+        ``X_pre``'s index for ``pretrain_groups`` when it was a DataFrame). Labels
+        present in both arrays name clusters shared by the two samples
+        (:func:`~ssl_inference.models._inputs.check_cluster_labels`).
+        """
+        rep = self.representation
+        groups = None
+        if spec.groups is not None:
+            values = align_series(spec.groups, "groups", self.data.row_labels,
+                                  "the model's data")
+            groups = align_rows(values, "groups", self._row_positions, self._n_input_rows,
+                                getattr(self.data, "frame", None))
+        pre_groups = None
+        if spec.pretrain_groups is not None:
+            pre_groups = np.asarray(align_series(
+                spec.pretrain_groups, "pretrain_groups",
+                getattr(rep, "pretrain_row_labels_", None), "the rows of X_pre"))
+            if pre_groups.ndim != 1 or pre_groups.shape[0] != rep.nobs_:
+                raise ValueError(
+                    f"pretrain_groups must have one label per pre-training row "
+                    f"({rep.nobs_}); got shape {pre_groups.shape}."
+                )
+        overlap = self.pretrain_index is not None and bool((self.pretrain_index >= 0).any())
+        if overlap and (groups is None) != (pre_groups is None):
+            raise ValueError(
+                "With overlapping samples (pretrain_index) clustering must cover both "
+                "samples: pass groups (labeled rows) and pretrain_groups (X_pre rows) with "
+                "shared labels for shared clusters, or neither."
+            )
+        return check_cluster_labels(groups, pre_groups, self.pretrain_index)
 
     #: keyword arguments for refitting the plain second stage (bootstrap replicates)
     _plain_fit_kwds: dict = {}
@@ -330,14 +359,15 @@ class TwoStageModelMixin:
             pretrain_groups=pretrain_groups)
 
     def _new_rows(self, exog, features, transform: bool = True):
-        """Design context, raw features and row labels of new rows (None: the sample).
+        """Design context, raw features, row labels and completeness of new rows.
 
         The context is what :attr:`feature_design` needs besides the features: the
-        covariate block (array models) or the data frame (formula models).
+        covariate block (array models) or the data frame (formula models). A row is
+        incomplete when a raw feature, a covariate or a formula variable is missing
+        (NaN); context and raw features are returned for the complete rows only, the
+        labels (None for arrays) and the mask ``complete`` for all rows.
         """
         rep = self.representation
-        if exog is None and features is None:
-            return self._design_rows(), self.features, None
         if self.feature_columns is not None and transform:
             if features is not None:
                 raise TypeError("For formula models the raw feature columns are read from the "
@@ -350,26 +380,56 @@ class TwoStageModelMixin:
             missing_cols = [c for c in self.feature_columns if c not in exog.columns]
             if missing_cols:
                 raise ValueError(f"New data lack feature columns {missing_cols[:10]}.")
-            raw = rep._validate_rows(exog[self.feature_columns], "features")
-            return exog, raw, exog.index
+            raw = rep._validate_rows(exog[self.feature_columns], "features", allow_nan=True)
+            used = [c for c in formula_variables(self.data.model_spec) if c in exog.columns]
+            complete = ~(np.isnan(raw).any(axis=1)
+                         | exog[used].isna().any(axis=1).to_numpy())
+            return subset_rows(exog, complete), raw[complete], exog.index, complete
         if features is None:
             raise ValueError("Pass the raw features of the new rows: features=... (n0, p).")
-        raw = rep._validate_rows(features, "features")
-        base = as_float_matrix(np.asarray(exog, dtype=float).reshape(raw.shape[0], -1), "exog")
-        expected = self.exog.shape[1] - len(self.feature_names)
+        raw = rep._validate_rows(features, "features", allow_nan=True)
+        base = as_float_matrix(np.asarray(exog, dtype=float).reshape(raw.shape[0], -1),
+                               "exog", allow_nan=True)
+        expected = self.feature_design.n_params - len(self.feature_names)
         if base.shape[1] != expected:
             raise ValueError(f"exog for prediction has {base.shape[1]} columns; the model's "
                              f"covariates (without learned features) have {expected}.")
         labels = exog.index if isinstance(exog, (pd.DataFrame, pd.Series)) else None
-        return base, raw, labels
+        complete = ~(np.isnan(raw).any(axis=1) | np.isnan(base).any(axis=1))
+        return base[complete], raw[complete], labels, complete
+
+    def _prediction_rows(self, exog, features, transform: bool = True):
+        """Design of the complete new rows, their raw features and context, the labels
+        of all rows and the mask of complete rows (see :meth:`_new_rows`).
+
+        A row whose design has a missing value (e.g. ``np.log`` of a negative feature)
+        is incomplete too, as statsmodels' formula handling treats it.
+        """
+        rows, raw, labels, complete = self._new_rows(exog, features, transform)
+        if not complete.any():
+            return np.empty((0, self.feature_design.n_params)), raw, rows, labels, complete
+        design = self.feature_design.build(rows, self.representation._transform(raw))
+        bad = np.isnan(design).any(axis=1)
+        if bad.any():
+            complete[np.flatnonzero(complete)[bad]] = False
+            design, raw, rows = design[~bad], raw[~bad], subset_rows(rows, ~bad)
+        return design, raw, rows, labels, complete
 
     def _new_design(self, exog, features, transform: bool = True):
-        """Design rows, raw features, row labels and design context of new data."""
-        rows, raw, labels = self._new_rows(exog, features, transform)
+        """Design rows, raw features, row labels and design context of new data.
+
+        ``exog`` and ``features`` None: the estimation sample. New rows must be
+        complete (:meth:`_prediction_rows` handles missing values).
+        """
         if exog is None and features is None:
-            return np.asarray(self.exog, dtype=float), raw, labels, rows
-        design = self.feature_design.build(rows, self.representation._transform(raw))
-        if np.isnan(design).any():
+            if self.exog is None:
+                raise ValueError(
+                    "The estimation sample's data were dropped by remove_data(), so "
+                    "in-sample predictions are not available; pass the rows to predict "
+                    "(exog=..., and features=... for array models).")
+            return np.asarray(self.exog, dtype=float), self.features, None, self._design_rows()
+        design, raw, rows, labels, complete = self._prediction_rows(exog, features, transform)
+        if not complete.all():
             raise ValueError(
                 "New data give missing values in the model's design matrix; predictions "
                 "are undefined for those rows. Drop or impute them before predicting.")

@@ -42,12 +42,7 @@ class _LeastSquaresMixin(TwoStageModelMixin):
         if kwargs:
             raise TypeError(f"fit() got unexpected keyword arguments {sorted(kwargs)}; "
                             "accepted: method, cov_type, cov_kwds, use_t.")
-        parent = super().fit
-
-        def fit_parent(**kw):
-            return parent(method=method, **kw)
-
-        return self._fit_two_stage(fit_parent, cov_type, cov_kwds, use_t, {})
+        return self._fit_two_stage(super().fit, cov_type, cov_kwds, use_t, {"method": method})
 
 
 class WLS(_LeastSquaresMixin, sm.WLS):
@@ -96,7 +91,9 @@ class OLS(_LeastSquaresMixin, sm.OLS):
 
     def __init__(self, endog, exog=None, missing: str = "none", hasconst=None, *,
                  representation=None, features=None, pretrain_index=None, **kwargs):
-        self._check_kwargs(kwargs, error=True)
+        # statsmodels' OLS takes an offset (elastic-net refits pass one) when plain
+        self._check_kwargs(kwargs, ["offset"] if representation is None else None,
+                           error=True)
         self._init_two_stage(endog, exog, representation=representation, features=features,
                              pretrain_index=pretrain_index, missing=missing,
                              hasconst=hasconst, **kwargs)

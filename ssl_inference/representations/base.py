@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
@@ -27,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from .._validation import as_float_matrix
-from ..exceptions import ConvergenceWarning, IdentificationWarning, NotFittedError
+from ..exceptions import (ConvergenceWarning, IdentificationWarning, NotFittedError,
+                          PretrainDataModifiedError)
 from ..symmetry import Group
 
 __all__ = ["Representation"]
@@ -54,10 +56,28 @@ class Representation(ABC):
     feature_names_in_ : ndarray of str
         Raw column names, when ``fit`` saw a DataFrame with string column names.
     pretrain_data_ : ndarray of shape (m, p)
-        Reference to the pre-training rows (needed for the first-stage influence).
+        The pre-training rows (needed for the first-stage influence), read-only.
+    pretrain_row_labels_ : pandas Index or None
+        Index of ``X_pre`` when ``fit`` saw a DataFrame (``pretrain_groups`` given as a
+        Series is aligned on it), else None.
     fit_warnings_ : list of str
         The ``IdentificationWarning`` and ``ConvergenceWarning`` messages of the last
         ``fit`` (they are still issued as warnings); second-stage summaries repeat them.
+
+    Notes
+    -----
+    Ownership of the pre-training data. A fitted representation does not copy
+    ``X_pre`` (it can be larger than memory allows twice): ``pretrain_data_`` is a
+    read-only view of the array ``fit`` validated, which is the caller's own array when
+    that was already a float64 ndarray. A fingerprint of its bytes (CRC-32, streamed
+    in chunks, several GB/s) is taken when it is set, and every read of
+    ``pretrain_data_`` (influence streaming for standard errors and predictions, the
+    bootstrap, the risk plug-in) checks it first: if the caller changed the array in
+    place after ``fit`` (``X_pre *= 10``), reading raises
+    :class:`~ssl_inference.exceptions.PretrainDataModifiedError` instead of returning
+    standard errors of data the fit never saw. Pass ``X_pre.copy()`` to ``fit`` to keep
+    modifying your array. :meth:`_pretrain_fingerprint` is the one place that reads
+    the bytes for the check.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -130,6 +150,54 @@ class Representation(ABC):
     def clone(self) -> "Representation":
         """An unfitted copy with the same hyper-parameters."""
         return type(self)(**self.get_params())
+
+    # ------------------------------------------------------- pre-training data
+    @property
+    def pretrain_data_(self) -> np.ndarray | None:
+        """The pre-training rows (read-only), checked against their fit-time fingerprint.
+
+        Raises
+        ------
+        PretrainDataModifiedError
+            When the array was changed in place since ``fit``.
+        """
+        data = self._pretrain_data  # AttributeError before fit, as for other fitted state
+        if data is not None and self._pretrain_fingerprint(data) != self._pretrain_checksum:
+            raise PretrainDataModifiedError(
+                f"X_pre was modified after fit: the pre-training rows this "
+                f"{type(self).__name__} was fitted on have changed in place (the "
+                "representation keeps a read-only reference to your array, not a copy, to "
+                "save memory). Its parameters describe the old data, so first-stage "
+                "influences, two-stage standard errors, predictions and bootstrap "
+                "replicates computed from the changed rows would be wrong. Refit the "
+                "representation on the data you mean (rep.fit(X_pre)) and refit the "
+                "model; pass X_pre.copy() to fit if you need to modify the array "
+                "afterwards.")
+        return data
+
+    @pretrain_data_.setter
+    def pretrain_data_(self, X: np.ndarray | None) -> None:
+        if X is None:  # dropped (e.g. bootstrap replicates keep only what transforms)
+            self._pretrain_data, self._pretrain_checksum = None, None
+            return
+        view = X.view()
+        view.flags.writeable = False
+        self._pretrain_data = view
+        self._pretrain_checksum = self._pretrain_fingerprint(view)
+
+    @staticmethod
+    def _pretrain_fingerprint(X: np.ndarray) -> tuple:
+        """Shape, dtype and CRC-32 of the bytes of ``X``, read in row chunks.
+
+        Each chunk is hashed in place when its rows are contiguous (a C-ordered array);
+        otherwise one chunk at a time is copied, so memory stays O(chunk).
+        """
+        crc = 0
+        rows = max(1, (1 << 24) // max(1, X.itemsize * int(np.prod(X.shape[1:]))))
+        for start in range(0, X.shape[0], rows):
+            chunk = np.ascontiguousarray(X[start:start + rows])
+            crc = zlib.crc32(memoryview(chunk).cast("B"), crc)
+        return X.shape, X.dtype.str, crc
 
     # ------------------------------------------------------------------ shared
     def influence_contract(
@@ -209,6 +277,8 @@ class Representation(ABC):
 
     @staticmethod
     def _record_input_names(est: "Representation", X) -> None:
+        """Column names (``feature_names_in_``) and row index of a DataFrame ``X_pre``."""
+        est.pretrain_row_labels_ = X.index if isinstance(X, pd.DataFrame) else None
         if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
             est.feature_names_in_ = np.asarray(X.columns, dtype=object)
         elif hasattr(est, "feature_names_in_"):

@@ -195,8 +195,9 @@ class PCA(Representation):
         # it are summed (no cancellation in the one-pass variance)
         dev_sum = np.zeros(pairs.size)
         dev_sumsq = np.zeros(pairs.size)
+        X = self.pretrain_data_
         for start in range(0, m, DEFAULT_CHUNK_ROWS):
-            sq = (self.pretrain_data_[start:start + DEFAULT_CHUNK_ROWS] @ E - offset) ** 2
+            sq = (X[start:start + DEFAULT_CHUNK_ROWS] @ E - offset) ** 2
             dev = sq[:, pairs] - sq[:, pairs + 1] - gaps
             dev_sum += dev.sum(axis=0)
             dev_sumsq += (dev ** 2).sum(axis=0)

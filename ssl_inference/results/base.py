@@ -5,6 +5,7 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import statsmodels.base.wrapper as wrap
 
 from ..bootstrap import BootstrapDraws
 from ..covariance import CovarianceSpec, TwoStageCovariance, VarianceParts
@@ -14,11 +15,37 @@ from ..invariance import (check_invariant, gauge_free_terms, invariant_tests_fra
 from ..prediction import PredictionResults
 from ..summary import extend_summary, extend_summary2
 
-__all__ = ["TwoStageResultsMixin", "WRAP_ATTRS", "WRAP_METHODS"]
+__all__ = ["TwoStageResultsMixin", "TwoStageResultsWrapperMixin", "WRAP_ATTRS",
+           "WRAP_METHODS", "wrap_methods"]
 
 #: What the pandas wrappers of two-stage results add to their statsmodels parents'.
 WRAP_ATTRS = {"bse_naive": "columns"}
 WRAP_METHODS = {"cov_params_naive": "cov"}
+
+
+def wrap_methods(parent: type) -> dict:
+    """A parent wrapper's methods plus :data:`WRAP_METHODS`, without ``conf_int``
+    (:class:`TwoStageResultsWrapperMixin` labels it, also for a subset of ``cols``)."""
+    methods = wrap.union_dicts(parent._wrap_methods, WRAP_METHODS)
+    methods.pop("conf_int", None)
+    return methods
+
+
+class TwoStageResultsWrapperMixin:
+    """Methods the pandas wrappers of two-stage results define themselves."""
+
+    def conf_int(self, alpha: float | None = None, cols=None, *, method: str = "wald"):
+        """Confidence intervals, labelled by coefficient names for pandas input.
+
+        See :meth:`TwoStageResultsMixin.conf_int`; ``cols`` selects coefficients by
+        position.
+        """
+        results = object.__getattribute__(self, "_results")
+        out = results.model.data.wrap_output(results.conf_int(alpha, method=method),
+                                             how="columns")
+        if cols is None:
+            return out
+        return out.iloc[cols] if isinstance(out, pd.DataFrame) else np.asarray(out)[cols]
 
 
 class TwoStageResultsMixin:
@@ -104,7 +131,33 @@ class TwoStageResultsMixin:
 
     def get_robustcov_results(self, cov_type: str = "HC1", use_t: bool | None = None,
                               **kwargs):
-        """Refit with another second-stage covariance, keeping this result's cov_type."""
+        """Refit with another second-stage covariance, keeping this result's cov_type.
+
+        The refit uses the options of the original ``fit`` (optimizer, tolerances,
+        ``disp``), so it reaches the same estimates silently; ``use_t`` defaults to
+        this result's.
+
+        Parameters
+        ----------
+        cov_type : str
+            Second-stage estimator: "nonrobust", "HC0"-"HC3" or "cluster".
+        use_t : bool, optional
+        groups : array_like, optional
+            Cluster labels of the labeled rows (with ``cov_type="cluster"``).
+
+        Raises
+        ------
+        ValueError
+            For bootstrap results, which have no second-stage estimator to change.
+        """
+        if self._spec.cov_type == "bootstrap":
+            raise ValueError(
+                "get_robustcov_results changes the second-stage estimator (HC0-HC3, "
+                "cluster) of an analytic covariance; bootstrap standard errors "
+                "(cov_type='bootstrap') use none, they come from refitting resamples. For "
+                "analytic two-stage standard errors refit with "
+                f"fit(cov_kwds={{'second_stage': {cov_type!r}}}); to resample clusters use "
+                "fit(cov_type='bootstrap', cov_kwds={'groups': ..., 'pretrain_groups': ...}).")
         groups = kwargs.pop("groups", None)
         if kwargs:
             raise TypeError(f"get_robustcov_results got unexpected keywords {sorted(kwargs)}.")
@@ -113,8 +166,24 @@ class TwoStageResultsMixin:
             cov_kwds["groups"] = groups
         if self._spec.pretrain_groups is not None and self._spec.cov_type == "two-stage":
             cov_kwds["pretrain_groups"] = self._spec.pretrain_groups
-        new = self.model.fit(cov_type=self._spec.cov_type, cov_kwds=cov_kwds, use_t=use_t)
+        new = self.model.fit(cov_type=self._spec.cov_type, cov_kwds=cov_kwds,
+                             use_t=self.use_t if use_t is None else use_t,
+                             **self._fit_kwargs)
         return new._results
+
+    def remove_data(self) -> None:
+        """statsmodels' ``remove_data``, plus the data of the two-stage parts.
+
+        Also drops the labeled rows' raw features, the cached design jacobian, the
+        formula data frame and the per-row second-stage influences (the covariance
+        keeps their sums over the units shared with the pre-training sample).
+        ``predict(new)`` and ``get_prediction(new)`` keep working; in-sample
+        predictions need the dropped data. The representation is the caller's object
+        and keeps ``X_pre``: the first-stage part of new predictions' standard errors
+        is streamed from it.
+        """
+        super().remove_data()
+        self._covariance.second_influence = None
 
     # ------------------------------------------------------------- hypotheses
     def _guarded(self, r_matrix, allow_gauge: bool):
@@ -185,11 +254,18 @@ class TwoStageResultsMixin:
 
     # ------------------------------------------------------------- prediction
     def predict(self, exog=None, transform=True, *args, features=None, **kwargs):
-        """Predicted means for new raw data (features computed by the representation)."""
+        """Predicted means for new raw data (features computed by the representation).
+
+        As in statsmodels, rows with a missing value (a raw feature, a covariate, a
+        formula variable) are predicted as NaN, keeping the new data's index.
+        """
         if exog is None and features is None:
             return super().predict(None, transform, *args, **kwargs)
-        design, _, labels, _ = self.model._new_design(exog, features, transform)
-        pred = self.model.predict(self.params, design, *args, **kwargs)
+        design, _, _, labels, complete = self.model._prediction_rows(exog, features,
+                                                                     transform)
+        kwargs = {key: kept_rows(value, complete) for key, value in kwargs.items()}
+        pred = np.full(complete.size, np.nan)
+        pred[complete] = self.model.predict(self.params, design, *args, **kwargs)
         return pred if labels is None else pd.Series(pred, index=labels)
 
     def get_prediction(self, exog=None, transform=True, weights=None, row_labels=None, *,
@@ -200,6 +276,10 @@ class TwoStageResultsMixin:
         ``theta_hat`` through ``beta_hat`` and the new features, so its influence is
         ``w0' a*_j`` from the labeled rows and ``(w0' J + beta_rep' d phi(x0)/d theta)
         IF(x_i) / m`` from the pre-training rows.
+
+        Rows with missing values are handled as statsmodels does: formula models
+        leave them out (the result's row labels are those of the complete rows), array
+        models return NaN for them.
 
         Parameters
         ----------
@@ -214,27 +294,36 @@ class TwoStageResultsMixin:
         features : array_like (n0, p), optional
             Raw features of the new rows (array models only).
         """
-        design, var, labels = self._linear_prediction(exog, features, transform)
+        design, var, labels, complete = self._linear_prediction(exog, features, transform)
         mean = design @ np.asarray(self.params)
         in_sample = exog is None and features is None
         if weights is None:
             weights = self.model.weights if in_sample else 1.0
-        var_resid = self.scale / np.asarray(weights, dtype=float)
+        var_resid = self.scale / kept_rows(np.asarray(weights, dtype=float), complete)
         if row_labels is None:
             row_labels = self.model.data.row_labels if in_sample else labels
         df = self.df_resid if self.use_t else None
         return PredictionResults(mean, var, var_resid, df=df, row_labels=row_labels)
 
     def _linear_prediction(self, exog, features, transform):
-        """Design rows ``w(x0)``, variances of ``w(x0)' beta_hat`` and row labels of new rows.
+        """Design rows ``w(x0)``, variances of ``w(x0)' beta_hat``, labels and kept rows.
 
         The variance follows ``cov_type``: the two-stage delta method on the stacked
         influence (new features move with ``theta_hat``, THEORY.md §3.4), the bootstrap
-        replicates, or naive (statsmodels' ``w0' Cov w0``).
+        replicates, or naive (statsmodels' ``w0' Cov w0``). Rows with missing values:
+        formula models leave them out (``complete`` marks the rows kept, None when all
+        are), array models keep them as NaN rows, as statsmodels' ``get_prediction``.
         """
         model = self.model
-        design, raw, labels, rows = model._new_design(exog, features, transform)
-        if self.cov_type == "two-stage":
+        if exog is None and features is None:
+            design, raw, labels, rows = model._new_design(None, None, transform)
+            complete = np.ones(design.shape[0], dtype=bool)
+        else:
+            design, raw, rows, labels, complete = model._prediction_rows(exog, features,
+                                                                         transform)
+        if design.shape[0] == 0:  # every new row has a missing value
+            var = np.zeros(0)
+        elif self.cov_type == "two-stage":
             jac = model.feature_design.jacobian(rows, model.representation._transform(raw))
             beta = np.broadcast_to(np.asarray(self.params), design.shape)
             G = model.representation.feature_vjp(raw, jac.pull(beta), per_row=True)
@@ -243,7 +332,15 @@ class TwoStageResultsMixin:
             var = self._bootstrap_linear_predictions(rows, raw).var(axis=0, ddof=1)
         else:
             var = np.einsum("ij,jk,ik->i", design, self._cov_naive, design)
-        return design, var, labels
+        if complete.all():
+            return design, var, labels, None
+        if model.feature_columns is not None and transform:  # formula: drop the rows
+            return design, var, None if labels is None else labels[complete], complete
+        full_design = np.full((complete.size, design.shape[1]), np.nan)
+        full_design[complete] = design
+        full_var = np.full(complete.size, np.nan)
+        full_var[complete] = var
+        return full_design, full_var, labels, None
 
     def _bootstrap_linear_predictions(self, rows, raw) -> np.ndarray:
         """Linear predictor of each replicate (reps, n0): its features move with it."""
@@ -251,13 +348,15 @@ class TwoStageResultsMixin:
         return np.asarray([build(rows, rep._transform(raw)) @ params for params, rep in
                            zip(self._bootstrap.params, self._bootstrap.representations)])
 
-    def conf_int(self, alpha: float | None = None, *, method: str = "wald"):
+    def conf_int(self, alpha: float | None = None, cols=None, *, method: str = "wald"):
         """Confidence intervals; ``method="percentile"`` for bootstrap results.
 
         Parameters
         ----------
         alpha : float, optional
             1 - coverage; defaults to 0.05 (or ``cov_kwds["alpha"]`` of a bootstrap fit).
+        cols : array_like of int, optional
+            Positions of the coefficients to return (statsmodels' meaning); all if None.
         method : {"wald", "percentile"}
             ``"wald"``: estimate +- quantile x SE from ``cov_params()``.
             ``"percentile"``: quantiles of the bootstrap replicates (``cov_type="bootstrap"``
@@ -266,13 +365,15 @@ class TwoStageResultsMixin:
         if alpha is None:
             alpha = self._spec.alpha
         if method == "wald":
-            return super().conf_int(alpha=alpha)
-        if method != "percentile":
+            out = super().conf_int(alpha=alpha)
+        elif method != "percentile":
             raise ValueError(f"method must be 'wald' or 'percentile'; got {method!r}.")
-        if self._bootstrap is None:
+        elif self._bootstrap is None:
             raise ValueError("Percentile intervals need bootstrap replicates: fit with "
                              "cov_type='bootstrap'.")
-        return np.quantile(self._bootstrap.params, [alpha / 2, 1 - alpha / 2], axis=0).T
+        else:
+            out = np.quantile(self._bootstrap.params, [alpha / 2, 1 - alpha / 2], axis=0).T
+        return out if cols is None else np.asarray(out)[cols]
 
     @property
     def bootstrap_params(self) -> np.ndarray:
@@ -300,3 +401,12 @@ class TwoStageResultsMixin:
     def summary2(self, *args, **kwargs):
         """statsmodels' summary2 plus the first-stage information and SE inflation."""
         return extend_summary2(self, super().summary2(*args, **kwargs))
+
+
+def kept_rows(value, complete):
+    """Rows ``complete`` of a per-row array of new data (offset, exposure, weights);
+    scalars, None and the in-sample case (``complete`` None) pass through."""
+    if complete is None or value is None or np.ndim(value) == 0 \
+            or len(value) != complete.size:
+        return value
+    return value[complete] if isinstance(value, np.ndarray) else np.asarray(value)[complete]

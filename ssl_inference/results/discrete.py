@@ -7,7 +7,7 @@ from statsmodels.discrete.discrete_model import (BinaryResultsWrapper, LogitResu
                                                  ProbitResults)
 
 from ..prediction import PredictionResultsBase
-from .base import WRAP_ATTRS, WRAP_METHODS
+from .base import WRAP_ATTRS, TwoStageResultsWrapperMixin, wrap_methods
 from .glm import TwoStageLinkResultsMixin
 
 __all__ = ["TwoStageLogitResults", "TwoStageProbitResults", "TwoStagePoissonResults"]
@@ -67,14 +67,14 @@ class TwoStagePoissonResults(_TwoStageDiscreteMixin, PoissonResults):
     """Two-stage results of a Poisson second stage."""
 
 
-class TwoStageBinaryResultsWrapper(BinaryResultsWrapper):
+class TwoStageBinaryResultsWrapper(TwoStageResultsWrapperMixin, BinaryResultsWrapper):
     _wrap_attrs = wrap.union_dicts(BinaryResultsWrapper._wrap_attrs, WRAP_ATTRS)
-    _wrap_methods = wrap.union_dicts(BinaryResultsWrapper._wrap_methods, WRAP_METHODS)
+    _wrap_methods = wrap_methods(BinaryResultsWrapper)
 
 
-class TwoStagePoissonResultsWrapper(PoissonResultsWrapper):
+class TwoStagePoissonResultsWrapper(TwoStageResultsWrapperMixin, PoissonResultsWrapper):
     _wrap_attrs = wrap.union_dicts(PoissonResultsWrapper._wrap_attrs, WRAP_ATTRS)
-    _wrap_methods = wrap.union_dicts(PoissonResultsWrapper._wrap_methods, WRAP_METHODS)
+    _wrap_methods = wrap_methods(PoissonResultsWrapper)
 
 
 wrap.populate_wrapper(TwoStageBinaryResultsWrapper, TwoStageLogitResults)

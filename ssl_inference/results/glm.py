@@ -8,7 +8,8 @@ from statsmodels.genmod.generalized_linear_model import GLMResults, GLMResultsWr
 
 from ..prediction import (PredictionResults, PredictionResultsBase, PredictionResultsMean,
                           PredictionResultsMonotonic)
-from .base import WRAP_ATTRS, WRAP_METHODS, TwoStageResultsMixin
+from .base import (WRAP_ATTRS, TwoStageResultsMixin, TwoStageResultsWrapperMixin,
+                   kept_rows, wrap_methods)
 
 __all__ = ["TwoStageGLMResults", "TwoStageLinkResultsMixin"]
 
@@ -56,9 +57,10 @@ class TwoStageLinkResultsMixin(TwoStageResultsMixin):
                 "average=True is not available for two-stage results; predict the rows and "
                 "combine them with a contrast (res.t_test) or average the linear predictor "
                 "design yourself.")
-        design, var, labels = self._linear_prediction(exog, features, transform)
+        design, var, labels, complete = self._linear_prediction(exog, features, transform)
         in_sample = exog is None and features is None
-        extra = {key: value for key, value in pred_kwds.items() if value is not None}
+        extra = {key: kept_rows(value, complete) for key, value in pred_kwds.items()
+                 if value is not None}
         eta = self.model.predict(np.asarray(self.params), None if in_sample else design,
                                  which="linear", **extra)
         if row_labels is None:
@@ -119,9 +121,9 @@ class TwoStageGLMResults(TwoStageLinkResultsMixin, GLMResults):
                                      {"offset": offset, "exposure": exposure})
 
 
-class TwoStageGLMResultsWrapper(GLMResultsWrapper):
+class TwoStageGLMResultsWrapper(TwoStageResultsWrapperMixin, GLMResultsWrapper):
     _wrap_attrs = wrap.union_dicts(GLMResultsWrapper._wrap_attrs, WRAP_ATTRS)
-    _wrap_methods = wrap.union_dicts(GLMResultsWrapper._wrap_methods, WRAP_METHODS)
+    _wrap_methods = wrap_methods(GLMResultsWrapper)
 
 
 wrap.populate_wrapper(TwoStageGLMResultsWrapper, TwoStageGLMResults)

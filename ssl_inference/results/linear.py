@@ -5,7 +5,8 @@ import statsmodels.base.wrapper as wrap
 from statsmodels.regression.linear_model import (OLSResults, RegressionResults,
                                                  RegressionResultsWrapper)
 
-from .base import WRAP_ATTRS, WRAP_METHODS, TwoStageResultsMixin
+from .base import (WRAP_ATTRS, TwoStageResultsMixin, TwoStageResultsWrapperMixin,
+                   wrap_methods)
 
 __all__ = ["TwoStageOLSResults", "TwoStageRegressionResults"]
 
@@ -56,9 +57,9 @@ class TwoStageOLSResults(_LeastSquaresRiskMixin, TwoStageResultsMixin, OLSResult
     """Two-stage results of an OLS second stage."""
 
 
-class TwoStageRegressionResultsWrapper(RegressionResultsWrapper):
+class TwoStageRegressionResultsWrapper(TwoStageResultsWrapperMixin, RegressionResultsWrapper):
     _wrap_attrs = wrap.union_dicts(RegressionResultsWrapper._wrap_attrs, WRAP_ATTRS)
-    _wrap_methods = wrap.union_dicts(RegressionResultsWrapper._wrap_methods, WRAP_METHODS)
+    _wrap_methods = wrap_methods(RegressionResultsWrapper)
 
 
 class TwoStageOLSResultsWrapper(TwoStageRegressionResultsWrapper):
