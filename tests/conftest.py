@@ -21,6 +21,17 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 300  # seconds
 
 
+#: Modules of Monte Carlo checks and of the documentation build, marked ``slow``: the
+#: inner loop is ``pytest -m "not slow"``; the README / CI command runs everything.
+SLOW_MODULES = ("test_coverage_", "test_risk_validation", "test_docs", "test_notebooks")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name.startswith(SLOW_MODULES):
+            item.add_marker(pytest.mark.slow)
+
+
 def load_benchmark(name: str):
     """Import ``benchmarks/<name>.py`` as module ``name`` (once; later calls reuse it).
 
