@@ -183,7 +183,6 @@ def test_rotation_mode_matches_grassmann_oracle(name, scales, overlap):
         rep, res = _fit(problem, "rotation")
     est, init, predict, U0perp = _grassmann_oracle(problem, rep, res)
     n_first = P + (P - K) * K
-    d = len(np.asarray(res.params))
 
     # the subspace equations hold at the package's estimates (root A = 0, same beta)
     np.testing.assert_allclose(est.theta, init, rtol=0, atol=1e-10)
@@ -200,7 +199,6 @@ def test_rotation_mode_matches_grassmann_oracle(name, scales, overlap):
         J[P + l * P:P + (l + 1) * P, P + l:n_first:K] = U0perp
     IF = rep.influence(problem[0])
     V_theta = J @ est.variance[:n_first, :n_first] @ J.T
-    # the mu block is the full scale; the U block has its own (smaller) scale
     assert _max_rel(V_theta, IF.T @ IF / M ** 2) < 1e-10
 
     # predictions at new raw points: both the features and beta move with theta
