@@ -41,8 +41,8 @@ Second stage: OLS normal equations, the package with ``second_stage="HC0"``
 delicatessen's ``delta_method`` (exact derivative) on the oracle's covariance.
 
 Measured (p = 5, k = 2, m = 300, n = 150; max |diff| / sqrt(V_ii V_jj) unless stated):
-Grassmann oracle vs rotation mode: beta block 2e-15 to 6e-15 (independent, overlap and
-near-tied cases), (mu, U) block 2e-15 to 1.4e-14, prediction SEs relative 2e-16 to
+Grassmann oracle vs rotation mode: beta block 2e-15 to 6e-15 (independent, overlap,
+near-tied, and a fit moved along its O(2) orbit by ``rep.act`` before the second stage), (mu, U) block 2e-15 to 1.4e-14, prediction SEs relative 2e-16 to
 3e-15, joint Wald statistic relative 6e-16 to 3e-15. Sign-mode oracle vs rotation mode:
 intercept/covariate block 2e-15 to 5e-15, prediction SEs relative 7e-16, while the
 representation block differs by 0.018-0.030 and its Wald statistic by 0.6-1.7%. The
@@ -97,9 +97,13 @@ def _make_problem(seed: int, scales: np.ndarray, *, overlap: bool):
     return X_pre, X_lab, y, sm.add_constant(z), None, pretrain_index
 
 
-def _fit(problem, symmetry: str):
+def _fit(problem, symmetry: str, rotate: float = 0.0):
+    """Package fit; ``rotate``: move the representation along its O(2) orbit first."""
     X_pre, X_lab, y, exog, _, pretrain_index = problem
     rep = ssi.PCA(K, symmetry=symmetry).fit(X_pre)
+    if rotate:
+        c, s = np.cos(rotate), np.sin(rotate)
+        rep = rep.act(np.array([[c, -s], [s, c]]))
     res = ssi.OLS(y, exog, representation=rep, features=X_lab,
                   pretrain_index=pretrain_index).fit(cov_kwds={"second_stage": "HC0"})
     return rep, res
@@ -170,17 +174,21 @@ def _prediction(res, exog_new):
     return pred.predicted_mean, pred.se_mean
 
 
-GRASSMANN_CASES = [("distinct", DISTINCT, False), ("distinct-overlap", DISTINCT, True),
-                   ("near-tie", NEAR_TIE, False)]
+# name, eigenvalue scales, overlap, angle of an O(2) move of the fit before the 2nd stage
+GRASSMANN_CASES = [("distinct", DISTINCT, False, 0.0), ("distinct-overlap", DISTINCT, True, 0.0),
+                   ("near-tie", NEAR_TIE, False, 0.0), ("rotated-gauge", DISTINCT, False, 0.7)]
 
 
-@pytest.mark.parametrize("name, scales, overlap", GRASSMANN_CASES,
+@pytest.mark.parametrize("name, scales, overlap, angle", GRASSMANN_CASES,
                          ids=[c[0] for c in GRASSMANN_CASES])
-def test_rotation_mode_matches_grassmann_oracle(name, scales, overlap):
+def test_rotation_mode_matches_grassmann_oracle(name, scales, overlap, angle):
+    """``rotated-gauge``: the fit moved by a rotation (``rep.act``) reports another basis
+    of the same span; the chart is then based at that basis, and the package's
+    covariance in the moved gauge must match it as well."""
     problem = _make_problem(11 + len(name), scales, overlap=overlap)
     with warnings.catch_warnings():
         warnings.simplefilter("error", IdentificationWarning)   # rotation mode: no warning
-        rep, res = _fit(problem, "rotation")
+        rep, res = _fit(problem, "rotation", rotate=angle)
     est, init, predict, U0perp = _grassmann_oracle(problem, rep, res)
     n_first = P + (P - K) * K
 
