@@ -6,7 +6,7 @@ from __future__ import annotations
 
 __all__ = ["NotFittedError", "IdentificationWarning", "ConvergenceWarning",
            "NonInvariantHypothesisError", "NonDifferentiableDesignError",
-           "GaugeDependentDesignError", "GaugeDependentWarning"]
+           "GaugeDependentDesignError", "GaugeDependentWarning", "FirstStageBlindError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -69,4 +69,15 @@ class GaugeDependentWarning(UserWarning):
 
     E.g. the p-value of a single principal component's coefficient when the components
     are identified only up to rotation: it is returned as NaN, with this warning.
+    """
+
+
+class FirstStageBlindError(NotImplementedError):
+    """A statsmodels method whose numbers would ignore the first stage.
+
+    Raised by two-stage results (and models) for methods that treat the learned
+    features as known data and have no two-stage version, e.g. ``get_influence``,
+    ``compare_lr_test``, ``score_test`` or ``fit_regularized``. The message names the
+    two-stage alternative; ``fit(cov_type="naive")`` gives statsmodels' own results,
+    where these methods work as in statsmodels.
     """

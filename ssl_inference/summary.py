@@ -10,6 +10,35 @@ from statsmodels.iolib.table import SimpleTable
 from .invariance import gauge_dependent_columns
 
 
+def covariance_description(spec, covariance) -> str:
+    """The "description" note of a two-stage covariance: estimators and small-sample factors.
+
+    Examples
+    --------
+    >>> import numpy as np, ssl_inference as ssi
+    >>> from ssl_inference.covariance import CovarianceSpec, TwoStageCovariance
+    >>> rep = ssi.PCA(1).fit(np.random.default_rng(0).normal(size=(50, 3)))
+    >>> engine = TwoStageCovariance(rep, np.zeros((1, 6)), np.eye(1), np.zeros((4, 1)),
+    ...                             small_sample=True)
+    >>> print(covariance_description(CovarianceSpec.parse("HC1", None), engine))
+    Two-stage standard errors: second-stage HC1 covariance (statsmodels) plus the first-stage (PCA, m=50) term. Small-sample factors: statsmodels' on the second-stage part; G/(G-1) = 1.0204 on the first-stage part (G = 50 pre-training rows).
+    """
+    rep = covariance.representation
+    text = (f"Two-stage standard errors: second-stage {spec.second_stage} covariance "
+            f"(statsmodels) plus the first-stage ({type(rep).__name__}, m={rep.nobs_}) term.")
+    if not covariance.small_sample:
+        return text + (" No small-sample factors (an uncorrected second stage, so none on "
+                       "the first-stage part either).")
+    units = covariance.n_pretrain_units
+    kind = "clusters" if covariance.pretrain_groups is not None else "rows"
+    text += (f" Small-sample factors: statsmodels' on the second-stage part; G/(G-1) = "
+             f"{covariance.pretrain_factor:.4f} on the first-stage part (G = {units} "
+             f"pre-training {kind})")
+    if covariance.pretrain_index is not None:
+        text += "; the square root of both samples' factors on the overlap part"
+    return text + "."
+
+
 def first_stage_items(res) -> tuple[list, list]:
     """Left and right (label, [value]) rows describing the first stage."""
     model, rep = res.model, res.model.representation
@@ -60,7 +89,7 @@ def notes(res) -> list[str]:
             f"features are not mapped onto themselves by {rep.symmetry_.name}, so every "
             "number here (coefficients, standard errors, tests, fitted values) holds only "
             "in the reported gauge above.")
-    if res.cov_type not in ("two-stage", "bootstrap"):
+    if res._spec.cov_type == "naive":
         lines.append("These SEs are naive: they ignore that the features were estimated on "
                      "X_pre. Use cov_type='two-stage' for valid inference.")
     return lines
