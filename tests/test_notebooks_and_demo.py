@@ -19,7 +19,7 @@ def test_demo_reports_naive_and_two_stage(capsys):
     assert demo.main(["demo", "--pretrain-rows", "300", "--labeled-rows", "400"]) == 0
     out = capsys.readouterr().out
     assert "NAIVE (plain statsmodels)" in out and "TWO-STAGE (ssl_inference)" in out
-    assert "Covariance Type:            two-stage" in out
+    assert "Covariance Type:        two-stage HC1" in out
     assert "Covariance Type:                  HC1" in out
     match = re.search(r"the SE of (\w+) is ([\d.]+)% larger", out)
     assert match and float(match.group(2)) > 0

@@ -124,9 +124,12 @@ def test_monte_carlo_thirty_clusters_closer_to_one_with_the_correction():
     1500 replications: the Monte Carlo SD has a relative error of about 1.8%, shared by
     the corrected and uncorrected ratios (same replications), whose ratio is
     ``sqrt(30/29) = 1.017`` where the first stage dominates. The full benchmark (10000
-    replications) has the uncorrected mean SE / SD at 0.96-0.97 for the intercept; an
-    implementation without the factor, or with it applied twice (1.034), would not move
-    every target closer to 1 here.
+    replications) has mean SE / SD 0.978 uncorrected and 0.995 corrected for the
+    intercept, 0.93-0.94 for the component coefficients (a higher-order shortfall of
+    eigenvectors from few clusters). Power: without the factor both columns are equal and
+    the "closer" check fails; it cannot tell the factor from a similar one (applied twice,
+    the intercept's ratios would still be closer to 1 at these replications): the exact
+    value is what ``test_factors_are_the_documented_ones`` checks.
     """
     bench = load_benchmark("small_sample_clusters")
     import warnings
@@ -137,4 +140,3 @@ def test_monte_carlo_thirty_clusters_closer_to_one_with_the_correction():
         corrected, uncorrected = df[f"{kind}_corrected"], df[f"{kind}_uncorrected"]
         assert ((corrected - 1).abs() < (uncorrected - 1).abs()).all(), df.to_string()
     assert 0.95 <= df.loc["const", "se_over_sd_corrected"] <= 1.05
-    assert df.loc["const", "se_over_sd_uncorrected"] < 0.975
