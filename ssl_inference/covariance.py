@@ -289,8 +289,12 @@ def labeled_influence_weights(spec: CovarianceSpec, *, nobs: float, df_resid: fl
     * nonrobust (its correction is the ``df_resid`` of the scale, not a weight of
       the influences), HC0 and uncorrected cluster/HAC: ``c = 1``.
 
+    ``nobs`` counts rows, as statsmodels' sandwiches do (also with frequency weights).
     The overlap term uses the labeled influences weighted the same way, so that the
-    total stays a sum over units of (weighted influence)(weighted influence)'.
+    total stays a sum over units of (weighted influence)(weighted influence)', a
+    positive semi-definite matrix, and the HC2/HC3 leverage adjustment applies to each
+    labeled unit's whole influence; the unweighted influences there would combine two
+    different estimates of the same unit's contribution.
 
     Examples
     --------

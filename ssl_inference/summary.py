@@ -39,6 +39,15 @@ def covariance_description(spec, covariance) -> str:
     return text + "."
 
 
+def second_stage_label(spec) -> str:
+    """The summary's "Second-stage cov:" entry, e.g. ``HC1``, ``HAC (4 lags)``."""
+    if spec.cov_type == "bootstrap":
+        return f"bootstrap ({spec.reps})"
+    if spec.second_stage == "HAC":
+        return f"HAC ({spec.maxlags} lags)"
+    return spec.second_stage
+
+
 def first_stage_items(res) -> tuple[list, list]:
     """Left and right (label, [value]) rows describing the first stage."""
     model, rep = res.model, res.model.representation
@@ -49,8 +58,7 @@ def first_stage_items(res) -> tuple[list, list]:
             ("Labeled rows n:", [str(int(res.nobs))]),
             ("Features k:", [str(rep.n_features_out_)])]
     right = [("Symmetry group:", [rep.symmetry_.symbol]),
-             ("Second-stage cov:", [f"bootstrap ({res._spec.reps})"
-                                    if res.cov_type == "bootstrap" else res._spec.second_stage]),
+             ("Second-stage cov:", [second_stage_label(res._spec)]),
              ("Overlapping rows:", [n_overlap]),
              ("X_pre clustered:", ["yes" if res._spec.pretrain_groups is not None
                                       else "no"])]

@@ -71,6 +71,7 @@ def test_summary_says_which_covariance(fitted):
                      r"rows\)", text)
     hac = _model(fitted).fit(cov_type="HAC", cov_kwds={"maxlags": 2})
     assert "No small-sample factors" in str(hac.summary())
+    assert re.search(r"Second-stage cov:\s+HAC \(2 lags\)", str(hac.summary()))
 
 
 @pytest.mark.parametrize("name", list(NAMES))

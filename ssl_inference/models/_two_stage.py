@@ -382,7 +382,7 @@ class TwoStageModelMixin:
                                             np.asarray(results.params),
                                             self.design_jacobian(), g, g_prime, h_inv)
         weights = labeled_influence_weights(
-            spec, nobs=results.nobs, df_resid=results.df_resid, k_params=exog.shape[1],
+            spec, nobs=exog.shape[0], df_resid=results.df_resid, k_params=exog.shape[1],
             groups=groups, leverage=(self._leverage(results)
                                      if spec.second_stage in ("HC2", "HC3") else None))
         second_influence = -(exog * (g * np.sqrt(weights))[:, None]) @ h_inv
