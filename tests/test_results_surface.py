@@ -333,6 +333,20 @@ def test_likelihood_refusals(likelihood_fits, model):
     assert np.isfinite(np.asarray(infl.cooks_distance[0])).all()
 
 
+def test_poisson_diagnostics_refused(fitted):
+    rep, df, cols = fitted
+    df = df.assign(yc=np.random.default_rng(4).poisson(np.exp(0.2 + 0.1 * df["x0"])))
+    model = smf.poisson("yc ~ z", df, representation=rep, features=cols)
+    with pytest.raises(FirstStageBlindError, match=r"get_diagnostic\(\) returns statsmodels' "
+                                                   "specification tests of the count model"):
+        model.fit(disp=0).get_diagnostic()
+    naive = model.fit(disp=0, cov_type="naive").get_diagnostic()
+    plain = sm_smf.poisson("yc ~ z + pc0 + pc1", df.join(rep.transform(df[cols]))).fit(
+        disp=0).get_diagnostic()
+    assert naive.test_dispersion().pvalue == pytest.approx(plain.test_dispersion().pvalue,
+                                                           rel=1e-8)
+
+
 @pytest.mark.parametrize("model", ["ols", "glm", "logit"])
 def test_fit_regularized_refused_with_a_representation(fitted, likelihood_fits, model):
     rep, _, cols = fitted

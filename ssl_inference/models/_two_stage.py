@@ -66,6 +66,8 @@ def document_cov_options(method):
     (:data:`~ssl_inference.covariance.COV_OPTIONS_DOC`) where ``method``'s docstring
     has a line ``{cov_options}``, at that line's indentation: one text for every
     two-stage ``fit``."""
+    if method.__doc__ is None:  # python -OO
+        return method
     lines = method.__doc__.splitlines(keepends=True)
     (row,) = [i for i, line in enumerate(lines) if line.strip() == _COV_PLACEHOLDER]
     indent = lines[row][:len(lines[row]) - len(lines[row].lstrip())]
