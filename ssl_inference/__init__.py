@@ -6,6 +6,7 @@
 '{+-1}^2'
 """
 from . import risk, symmetry
+from .anova import install_anova_guard
 from .exceptions import (ConvergenceWarning, IdentificationWarning,
                          NonInvariantHypothesisError, NotFittedError)
 from .models import GLM, OLS, WLS, Logit, Poisson, Probit
@@ -14,6 +15,8 @@ from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorRepre
 from .symmetry import align
 
 __version__ = "0.1.0"
+
+install_anova_guard()  # statsmodels' anova_lm refuses several-model tables of two-stage fits
 
 __all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
            "MEstimatorRepresentation", "Representation", "align", "OLS", "WLS",

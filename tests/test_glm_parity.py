@@ -129,7 +129,8 @@ def test_fine_tuning_part_is_statsmodels_covariance(gproblem, name, second):
     np.testing.assert_allclose(res.cov_params() - res._parts.pretraining, plain.cov_params(),
                                rtol=1e-10, atol=1e-14)
     assert (decomposition["pretraining"] > 0).all()
-    assert res.cov_type == "two-stage" and res.use_t is False
+    label = "two-stage" if second == "nonrobust" else f"two-stage {second}"
+    assert res.cov_type == label and res.use_t is False
 
 
 # --------------------------------------------------------- equivalences between models
@@ -540,7 +541,7 @@ def test_get_robustcov_results_keeps_two_stage(gproblem):
     hc0 = res.get_robustcov_results("HC0")
     direct = _fit("glm-binomial", df, rep, cols, cov_kwds={"second_stage": "HC0"})
     np.testing.assert_allclose(hc0.bse, direct.bse.to_numpy(), rtol=1e-12)
-    assert hc0.cov_type == "two-stage"
+    assert hc0.cov_type == "two-stage HC0"
 
 
 # -------------------------------------------------------------------------- bad input
@@ -585,7 +586,8 @@ def test_unknown_fit_keyword(gproblem):
 
 
 @pytest.mark.parametrize("cov_type, cov_kwds, message", [
-    ("HC1", None, r"cov_type must be one of"),
+    ("HC4", None, r"cov_type must be one of"),
+    ("HC1", None, r"statsmodels computes HC0 for GLM and discrete models"),
     ("two-stage", {"secondstage": "HC1"}, r"Unknown cov_kwds \['secondstage'\]"),
     ("two-stage", {"second_stage": "HC4"}, r"must be one of \('nonrobust'"),
     ("two-stage", {"second_stage": "cluster"}, "pass groups="),

@@ -67,7 +67,8 @@ def test_fine_tuning_part_is_statsmodels_covariance(problem, second):
     np.testing.assert_allclose(res.cov_params() - res._parts.pretraining,
                                plain.cov_params(), rtol=1e-10, atol=1e-14)
     assert (decomposition["pretraining"] > 0).all()
-    assert res.cov_type == "two-stage" and res.use_t is False
+    label = "two-stage" if second == "nonrobust" else f"two-stage {second}"
+    assert res.cov_type == label and res.use_t is False
 
 
 @pytest.mark.parametrize("second", ["nonrobust", "HC3"])
@@ -255,7 +256,7 @@ def test_get_robustcov_results_keeps_two_stage(problem):
     direct = smf.ols("y ~ z", df, representation=rep, features=cols).fit(
         cov_kwds={"second_stage": "HC1"})
     np.testing.assert_allclose(hc1.bse, direct.bse.to_numpy(), rtol=1e-12)
-    assert hc1.cov_type == "two-stage"
+    assert hc1.cov_type == "two-stage HC1"
 
 
 def test_reinstantiated_model_behaves_like_statsmodels(problem):

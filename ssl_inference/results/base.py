@@ -9,11 +9,12 @@ import statsmodels.base.wrapper as wrap
 
 from ..bootstrap import BootstrapDraws
 from ..covariance import CovarianceSpec, TwoStageCovariance, VarianceParts
+from ..exceptions import FirstStageBlindError
 from ..hypotheses import parse_constraints
 from ..invariance import (check_invariant, gauge_free_terms, invariant_tests_frame,
                           mark_gauge_dependent)
 from ..prediction import PredictionResults
-from ..summary import extend_summary, extend_summary2
+from ..summary import covariance_description, extend_summary, extend_summary2
 
 __all__ = ["TwoStageResultsMixin", "TwoStageResultsWrapperMixin", "WRAP_ATTRS",
            "WRAP_METHODS", "wrap_methods"]
@@ -52,8 +53,11 @@ class TwoStageResultsMixin:
     """Everything a two-stage result adds to its statsmodels parent.
 
     ``cov_params()`` (and so ``bse``, ``tvalues``, ``pvalues``, ``conf_int``,
-    ``t_test``, ``wald_test``, ``summary``) is the two-stage covariance when
-    ``cov_type == "two-stage"`` and exactly statsmodels' with ``cov_type="naive"``.
+    ``t_test``, ``wald_test``, ``summary``) is the two-stage covariance (or the
+    bootstrap's) and exactly statsmodels' after ``fit(cov_type="naive")``. statsmodels
+    methods whose numbers would ignore the first stage either use it too or raise
+    :class:`~ssl_inference.exceptions.FirstStageBlindError` (never for "naive" results,
+    which are statsmodels' own).
     """
 
     _wrapper_class: type
@@ -71,12 +75,8 @@ class TwoStageResultsMixin:
         obj._covariance = covariance
         if spec.cov_type == "two-stage":
             obj.cov_params_default = obj._parts.total
-            obj.cov_type = "two-stage"
-            obj.cov_kwds = {"description": (
-                "Two-stage standard errors: second-stage "
-                f"{spec.second_stage} covariance plus the first-stage "
-                f"({type(covariance.representation).__name__}, "
-                f"m={covariance.representation.nobs_}) term.")}
+            obj.cov_type = spec.label
+            obj.cov_kwds = {"description": covariance_description(spec, covariance)}
             obj.use_t = bool(use_t) if use_t is not None else False
         elif spec.cov_type == "bootstrap":
             obj.cov_params_default = bootstrap.cov()
@@ -184,6 +184,24 @@ class TwoStageResultsMixin:
         """
         super().remove_data()
         self._covariance.second_influence = None
+
+    def get_influence(self, *args, **kwargs):
+        """Not available: statsmodels' influence diagnostics hold the features fixed.
+
+        Raises :class:`~ssl_inference.exceptions.FirstStageBlindError` (so does
+        ``outlier_test``, which builds on it); after ``fit(cov_type="naive")`` this is
+        statsmodels' method.
+        """
+        if self._spec.cov_type == "naive":
+            return super().get_influence(*args, **kwargs)
+        raise FirstStageBlindError(
+            "get_influence() (and what builds on it, such as outlier_test) computes "
+            "leverage, Cook's distances, DFBETAS and studentized residuals of the second "
+            "stage with the learned features held fixed: the measures scaled by standard "
+            "errors ignore the first stage, the pre-training rows' influence is missing, "
+            "and there is no two-stage version. For diagnostics of the second stage given "
+            "the features use res.model.fit(cov_type='naive').get_influence() (statsmodels' "
+            "own results); variance_decomposition() shows what the first stage adds.")
 
     # ------------------------------------------------------------- hypotheses
     def _guarded(self, r_matrix, allow_gauge: bool):
@@ -323,7 +341,7 @@ class TwoStageResultsMixin:
                                                                          transform)
         if design.shape[0] == 0:  # every new row has a missing value
             var = np.zeros(0)
-        elif self.cov_type == "two-stage":
+        elif self._spec.cov_type == "two-stage":
             jac = model.feature_design.jacobian(rows, model.representation._transform(raw))
             beta = np.broadcast_to(np.asarray(self.params), design.shape)
             G = model.representation.feature_vjp(raw, jac.pull(beta), per_row=True)
