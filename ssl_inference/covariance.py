@@ -76,7 +76,9 @@ cov_type : str, optional
 
     * ``"two-stage"`` (default with a representation): the second-stage
       covariance chosen by ``cov_kwds["second_stage"]`` plus the first-stage
-      (pre-training) term and, with overlap, the cross term (THEORY.md §3).
+      (pre-training) term and, when units have rows in both samples (overlapping
+      rows, or clusters present in both ``groups`` and ``pretrain_groups``), the
+      cross term (THEORY.md §3).
     * statsmodels' names ``"nonrobust"``, ``"HC0"``, ``"HC1"``, ``"HC2"``,
       ``"HC3"``, ``"cluster"``, ``"HAC"``: ``"two-stage"`` with that second-stage
       estimator; ``fit(cov_type="HC1")`` is ``fit(cov_kwds={"second_stage":
@@ -112,9 +114,11 @@ cov_kwds : dict, optional
       know.
     * ``pretrain_groups`` (every cov_type): cluster labels of the pre-training
       rows, one per row of ``X_pre``; the first-stage term sums the influences of
-      a cluster before squaring (the bootstrap resamples these clusters). With
-      overlap, labels equal across ``groups`` and ``pretrain_groups`` denote the
-      same cluster.
+      a cluster before squaring (the bootstrap resamples these clusters). Labels
+      equal across ``groups`` and ``pretrain_groups`` denote the same cluster,
+      with or without overlapping rows: its influences from both samples are
+      summed (the cross term), and overlapping rows must carry the same label in
+      both arrays.
     * ``reps`` ("bootstrap"): number of replicates (default 999); ``seed``:
       makes them reproducible; ``alpha``: level of the percentile intervals
       (default 0.05).

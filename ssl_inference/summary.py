@@ -36,7 +36,7 @@ def covariance_description(spec, covariance) -> str:
     text += (f" Small-sample factors: statsmodels' on the second-stage part; G/(G-1) = "
              f"{covariance.pretrain_factor:.4f} on the first-stage part (G = {units} "
              f"pre-training {kind})")
-    if covariance.pretrain_index is not None:
+    if covariance.has_cross:
         text += "; the square root of both samples' factors on the overlap part"
     return text + "."
 
