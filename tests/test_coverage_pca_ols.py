@@ -25,8 +25,8 @@ the estimates must also be within 0.07 of 1 (3 MC SEs of a Monte Carlo SD,
 small with probability ~1.0, 10% too large ~0.89, 10% too small ~0.93. Exception: the
 pc0 and pc1 coefficients under t(5) x, whose eigenvector errors are heavy-tailed
 (kurtosis of the estimates ~9 in this seeded run): there mean SE / SD is 0.89 at
-n = m = 4000 (0.95 at m = 10000 in the full benchmark) while their intervals are in the coverage band,
-so only the upper side (SE too large) is asserted.
+n = m = 4000 (0.95 at m = 10000 in the full benchmark) while their intervals are in the
+coverage band, so only the upper side (SE too large) is asserted.
 """
 from __future__ import annotations
 
