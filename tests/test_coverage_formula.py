@@ -7,7 +7,7 @@ pre-training rows (n/m = 10), 400 replications (~40 s). There the naive SE of ``
 ``y ~ z * pc0`` is ~0.23 of the sampling SD, that of ``pc0`` in the quadratic model
 ~0.08: the error of the learned mean moves them through the interaction and the square.
 The coefficients ``z:pc0`` and ``I(pc0 ** 2)`` themselves are barely moved by the first
-stage (naive SE/SD ~0.97), so the naive checks below leave them out.
+stage (naive SE/SD ~1), so the naive checks below leave them out.
 
 SE/SD band: mean two-stage SE / Monte Carlo SD of the estimates within [0.9, 1.1] for
 every target. The MC SE of that ratio is ``1 / sqrt(2R)`` = 3.5% at R = 400, so the band

@@ -378,7 +378,8 @@ class TwoStageResultsMixin:
 
 
 def _stacklevel_outside_libraries() -> int:
-    """``stacklevel`` of the first caller outside ssl_inference and statsmodels."""
+    """``stacklevel`` of the first caller outside ssl_inference and statsmodels (and the
+    standard-library decorators their attributes go through): the user's line."""
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
             "ssl_inference", "statsmodels", "contextlib", "functools"):
