@@ -190,7 +190,7 @@ def extend_summary2(res, smry):
         hidden = params.columns[2:]
         params[hidden] = params[hidden].astype(object)
         params.loc[names, hidden] = "--"
-        params.rename(index={n: f"{n}*" for n in names}, inplace=True)
+        smry.tables[1] = params.rename(index={n: f"{n}*" for n in names})
     left, right = first_stage_items(res)
     smry.add_dict({label: value[0] for label, value in left + right})
     smry.add_df(inflation_frame(res), float_format="%.4g")

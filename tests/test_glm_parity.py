@@ -454,7 +454,13 @@ def test_pandas_output_and_names(gproblem):
     assert list(res.bse_naive.index) == list(res.params.index)
     cov = res.cov_params_naive()
     assert isinstance(cov, pd.DataFrame) and list(cov.columns) == list(res.params.index)
-    assert isinstance(res.variance_decomposition(), pd.DataFrame)
+    # labelled like params; each label's fine-tuning part is plain statsmodels' variance
+    plain = sm_formula.glm("yb ~ pc1 + z + pc0 + treat", _augmented(df, rep, cols),
+                           family=F.Binomial()).fit()                # another column order
+    decomposition = res.variance_decomposition()
+    assert list(decomposition.index) == list(res.params.index)
+    np.testing.assert_allclose(decomposition["fine_tuning"],
+                               plain.bse[decomposition.index] ** 2, rtol=1e-8)
     arr = _array_fit("logit", df, rep, cols)
     assert arr.model.exog_names == ["const", "x1", "x2", "pc0", "pc1"]
     assert isinstance(arr.bse_naive, np.ndarray)

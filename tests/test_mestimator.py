@@ -337,7 +337,10 @@ def test_horizontal_inverse_is_the_restricted_inverse():
     H = Nh @ (B @ B.T)[:3, :3] @ Nh.T + 0.0                # symmetric, null space = span V
     Hinv, rcond = horizontal_inverse(H, V)
     np.testing.assert_allclose(Hinv, np.linalg.pinv(H), atol=1e-10)
-    assert 0 < rcond <= 1
+    # H on the horizontal space is Nh M Nh' with M = (B B')[:3, :3]: its singular values
+    # are M's eigenvalues
+    ev = np.linalg.eigvalsh((B @ B.T)[:3, :3])
+    assert rcond == pytest.approx(ev.min() / ev.max(), rel=1e-10)
     with pytest.raises(ValueError, match="singular"):
         horizontal_inverse(H, V[:, :1])                    # one flat direction undeclared
 
