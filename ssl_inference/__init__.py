@@ -7,7 +7,7 @@
 """
 from . import risk, symmetry
 from .anova import install_anova_guard
-from .exceptions import (ConvergenceWarning, IdentificationWarning,
+from .exceptions import (ConvergenceWarning, GaugeDependentWarning, IdentificationWarning,
                          NonInvariantHypothesisError, NotFittedError)
 from .models import GLM, OLS, WLS, Logit, Poisson, Probit
 from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorRepresentation,
@@ -21,5 +21,5 @@ install_anova_guard()  # statsmodels' anova_lm refuses several-model tables of t
 __all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
            "MEstimatorRepresentation", "Representation", "align", "OLS", "WLS",
            "GLM", "Logit", "Probit", "Poisson", "risk", "symmetry", "NotFittedError",
-           "NonInvariantHypothesisError", "IdentificationWarning",
+           "NonInvariantHypothesisError", "IdentificationWarning", "GaugeDependentWarning",
            "ConvergenceWarning", "__version__"]
