@@ -1,11 +1,13 @@
 """Two-stage results of discrete second stages (Logit, Probit, Poisson) and their wrappers."""
 from __future__ import annotations
 
+import numpy as np
 import statsmodels.base.wrapper as wrap
 from statsmodels.discrete.discrete_model import (BinaryResultsWrapper, LogitResults,
                                                  PoissonResults, PoissonResultsWrapper,
                                                  ProbitResults)
 
+from ..margins import MeanFunction
 from ..prediction import PredictionResultsBase
 from .base import WRAP_ATTRS, WRAP_METHODS
 from .glm import TwoStageLinkResultsMixin
@@ -55,16 +57,28 @@ class _TwoStageDiscreteMixin(TwoStageLinkResultsMixin):
                                      average or agg_weights is not None, kwargs)
 
 
-class TwoStageLogitResults(_TwoStageDiscreteMixin, LogitResults):
+class _TwoStageBinaryMixin(_TwoStageDiscreteMixin):
+    def _mean_function(self) -> MeanFunction:
+        """statsmodels' ``cdf`` and ``pdf`` (what its margins use) and the link's
+        second derivative."""
+        model = self.model
+        return MeanFunction(model.cdf, model.pdf, model.link.inverse_deriv2)
+
+
+class TwoStageLogitResults(_TwoStageBinaryMixin, LogitResults):
     """Two-stage results of a Logit second stage."""
 
 
-class TwoStageProbitResults(_TwoStageDiscreteMixin, ProbitResults):
+class TwoStageProbitResults(_TwoStageBinaryMixin, ProbitResults):
     """Two-stage results of a Probit second stage."""
 
 
 class TwoStagePoissonResults(_TwoStageDiscreteMixin, PoissonResults):
     """Two-stage results of a Poisson second stage."""
+
+    def _mean_function(self) -> MeanFunction:
+        """``exp`` and its derivatives (statsmodels' Poisson margins)."""
+        return MeanFunction(np.exp, np.exp, np.exp)
 
 
 class TwoStageBinaryResultsWrapper(BinaryResultsWrapper):
