@@ -41,7 +41,7 @@ variation from the covariates of the labeled sample is not part of the covarianc
 """
 from __future__ import annotations
 
-import copy
+import textwrap
 import warnings
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.discrete.discrete_margins import DiscreteMargins
+from statsmodels.genmod.families import links
 from statsmodels.iolib.table import SimpleTable
 
 from .covariance import VarianceParts
@@ -78,8 +79,35 @@ class MeanFunction(NamedTuple):
 
     @classmethod
     def from_link(cls, link) -> "MeanFunction":
-        """From a statsmodels link (``inverse``, ``inverse_deriv``, ``inverse_deriv2``)."""
-        return cls(link.inverse, link.inverse_deriv, link.inverse_deriv2)
+        """From a statsmodels link (``inverse``, ``inverse_deriv``, ``inverse_deriv2``).
+
+        statsmodels' generic ``inverse_deriv2`` is ``-g''(mu) / g'(mu)^3``, which is
+        0/0 where the mean saturates (``mu`` rounds to a bound of its range, e.g. a
+        fitted probability of exactly 1); there ``h'`` and ``h''`` are both 0 in the
+        limit. The logistic inverse link gets its closed form ``h (1 - h) (1 - 2 h)``.
+
+        Examples
+        --------
+        >>> import statsmodels.api as sm
+        >>> logistic = MeanFunction.from_link(sm.families.links.Logit())
+        >>> round(float(logistic.deriv2(np.array([1.0]))[0]), 6)   # p (1 - p) (1 - 2 p)
+        -0.090858
+        >>> bool(np.isfinite(logistic.deriv2(np.array([800.0]))[0]))
+        True
+        """
+        if type(link) is links.Logit:  # (statsmodels derives CDFLink, e.g. Probit, from it)
+            def logistic_deriv2(eta):
+                p = link.inverse(eta)
+                return p * (1 - p) * (1 - 2 * p)
+
+            return cls(link.inverse, link.inverse_deriv, logistic_deriv2)
+
+        def deriv2(eta):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = np.asarray(link.inverse_deriv2(eta), dtype=float)
+            return np.where(~np.isfinite(out) & (link.inverse_deriv(eta) == 0), 0.0, out)
+
+        return cls(link.inverse, link.inverse_deriv, deriv2)
 
 
 @dataclass(frozen=True)
@@ -104,7 +132,7 @@ class MarginalEffects:
     >>> W = np.column_stack([np.ones(3), [0.0, 1.0, 2.0]])
     >>> me = MarginalEffects.for_design(logistic, "overall", "dydx", W)
     >>> me.value(np.array([0.0, 2.0]), W).round(4)   # mean of p(1-p) * 2
-    array([0.2383])
+    array([0.2484])
     """
 
     mean: MeanFunction
@@ -220,7 +248,22 @@ def median_weights(W: np.ndarray, constant: np.ndarray) -> np.ndarray:
 
 def first_stage_gradient(effects: MarginalEffects, model, b: np.ndarray,
                          W: np.ndarray) -> np.ndarray:
-    r"""``G_theta = sum_j (dM/dw_j) D_j dphi_j/dtheta`` (r, q), in blocks of rows."""
+    r"""``G_theta = sum_j (dM/dw_j) D_j dphi_j/dtheta`` (r, q).
+
+    The cotangents ``dM/dw_j`` (:meth:`MarginalEffects.row_cotangents`) are pulled
+    back through the design Jacobian ``D_j`` of the model's rows (formula terms of the
+    features included) and contracted with the feature map's VJP, in blocks of
+    ``CHUNK_ROWS`` rows (memory ``O(CHUNK_ROWS d r)``).
+
+    Parameters
+    ----------
+    effects : MarginalEffects
+    model : two-stage model
+        Its ``design_jacobian()``, ``features`` (raw rows) and ``representation``.
+    b : ndarray (d,)
+    W : ndarray (n, d)
+        The model's design at ``theta_hat``.
+    """
     cotangents = effects.row_cotangents(b, W)
     D = model.design_jacobian()
     rep = model.representation
@@ -439,7 +482,8 @@ class TwoStageMargins(DiscreteMargins):
                          "another equally good first-stage fit can change them "
                          "(allow_gauge=True).")
         lines += [line for line in notes(self.results) if not line.startswith("These SEs")]
-        return [f"[{i + 1}] {line}" for i, line in enumerate(lines)]
+        return [textwrap.fill(f"[{i + 1}] {line}", width=78, subsequent_indent="    ")
+                for i, line in enumerate(lines)]
 
 
 # --------------------------------------------------------------------------- entry point
@@ -485,6 +529,12 @@ def two_stage_margeff(results, statsmodels_margeff, mean: MeanFunction, *, at: s
         cov = np.atleast_2d(np.cov(bootstrap_margins(results, effects), rowvar=False))
     else:
         cov = sm.margeff_cov
+    if not np.all(np.isfinite(cov)):
+        raise FloatingPointError(
+            f"The covariance of the marginal effects (at={at!r}, method={method!r}) is not "
+            "finite: the effects or their derivatives overflow at some rows (fitted means "
+            "at the edge of their range, e.g. probabilities that round to 0 or 1). Check "
+            "the fit (separation, extreme linear predictors) or use another `at`.")
     if dependent.any() and not allow_gauge:
         names = np.asarray(model.exog_names)[effects.cols][dependent]
         warnings.warn(

@@ -59,10 +59,10 @@ class _TwoStageDiscreteMixin(TwoStageLinkResultsMixin):
 
 class _TwoStageBinaryMixin(_TwoStageDiscreteMixin):
     def _mean_function(self) -> MeanFunction:
-        """statsmodels' ``cdf`` and ``pdf`` (what its margins use) and the link's
-        second derivative."""
+        """statsmodels' ``cdf`` and ``pdf`` (what its margins use) and the second
+        derivative of its link's inverse."""
         model = self.model
-        return MeanFunction(model.cdf, model.pdf, model.link.inverse_deriv2)
+        return MeanFunction(model.cdf, model.pdf, MeanFunction.from_link(model.link).deriv2)
 
 
 class TwoStageLogitResults(_TwoStageBinaryMixin, LogitResults):
