@@ -372,8 +372,8 @@ class TwoStageMargins(DiscreteMargins):
 
     @property
     def cov_type(self) -> str:
-        """The results' covariance type that the standard errors follow."""
-        return self.results.cov_type
+        """``"two-stage"``, ``"bootstrap"`` or ``"naive"``: what the standard errors are."""
+        return self.results._spec.cov_type
 
     @property
     def margeff_se_naive(self) -> np.ndarray:
@@ -527,8 +527,12 @@ def two_stage_margeff(results, statsmodels_margeff, mean: MeanFunction, *, at: s
         cov = parts.total
     elif cov_type == "bootstrap":
         cov = np.atleast_2d(np.cov(bootstrap_margins(results, effects), rowvar=False))
-    else:
+    elif cov_type == "naive":
         cov = sm.margeff_cov
+    else:
+        raise NotImplementedError(f"Marginal effects are not implemented for "
+                                  f"cov_type={cov_type!r}; refit with cov_type='two-stage' "
+                                  "or 'bootstrap'.")
     if not np.all(np.isfinite(cov)):
         raise FloatingPointError(
             f"The covariance of the marginal effects (at={at!r}, method={method!r}) is not "
