@@ -175,7 +175,10 @@ def test_pretraining_part_scales_like_one_over_m(reps):
         res = smf.logit(FORMULA, df, representation=rep, features=COLS).fit(disp=0)
         out[r] = res.get_margeff().variance_decomposition()
     np.testing.assert_allclose(out[reps]["fine_tuning"], out[1]["fine_tuning"], rtol=1e-10)
-    np.testing.assert_allclose(out[reps]["pretraining"], out[1]["pretraining"] / reps,
+    # the first-stage part carries the small-sample factor m / (m - 1) of its own m
+    m = len(X_pre)
+    factor = (reps * m / (reps * m - 1)) / (m / (m - 1))
+    np.testing.assert_allclose(out[reps]["pretraining"], out[1]["pretraining"] / reps * factor,
                                rtol=1e-10)
     assert (out[1]["pretraining"] > 0).all()
     assert (out[1]["overlap"] == 0).all()
