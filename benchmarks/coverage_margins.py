@@ -241,8 +241,8 @@ def run_config(cfg, reps, seed):
 
 def to_markdown(df: pd.DataFrame, reps: int, seed: int, seconds: float) -> str:
     header = [
-        "# Coverage of 95% intervals for marginal effects: PCA (k=2, p=6) first stage, "
-        "Logit second stage",
+        "# Coverage of 95% intervals for marginal effects: Logit margins (get_margeff) on "
+        "PCA (k=2, p=6) features",
         "",
         _coverage.generated_by("coverage_margins.py", reps, seed, seconds) + " "
         "Coverage in %, Monte Carlo SE in parentheses. Target of a replication: the "
