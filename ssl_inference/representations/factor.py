@@ -13,9 +13,7 @@ so ``x ~ N(mu, Sigma)`` with ``Sigma = Lambda Lambda' + Psi``. ``Psi`` is diagon
 """
 from __future__ import annotations
 
-import copy
 import warnings
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -24,7 +22,8 @@ from scipy import linalg, optimize
 from .._validation import as_float_matrix
 from ..exceptions import ConvergenceWarning, IdentificationWarning
 from ..symmetry import Orthogonal
-from .base import DEFAULT_CHUNK_ROWS, Representation
+from .base import DEFAULT_CHUNK_ROWS
+from .linearization import MEstimatorBase, horizontal_inverse, rotation_tangent
 
 __all__ = ["FactorModel"]
 
@@ -34,7 +33,8 @@ HEYWOOD_RATIO = 1e-3
 PSI_FLOOR = 1e-6
 #: ``Lambda' Psi^-1 Lambda`` diagonal entries below this: a factor with zero loadings.
 ZERO_FACTOR = 1e-8
-#: Jacobi-scaled condition number of the horizontal Hessian below this: not identified.
+#: Reciprocal (Jacobi-scaled) condition of the horizontal Hessian below this: not
+#: identified.
 SINGULAR_HESSIAN = 1e-10
 #: Newton refinement: at most this many steps, stop at this scale-free gradient size.
 NEWTON_STEPS = 30
@@ -43,7 +43,7 @@ NEWTON_GTOL = 1e-13
 STATIONARY_GTOL = 1e-6
 
 
-class FactorModel(Representation):
+class FactorModel(MEstimatorBase):
     r"""Factor scores learned by maximum likelihood on a pre-training sample.
 
     ``theta = (mu, Lambda, Psi)``, reported as
@@ -101,6 +101,10 @@ class FactorModel(Representation):
         Raw features whose unique variance is at the boundary zero (Heywood cases).
     rotation_ : ndarray (k, k)
         ``components_ = rotation_ @ (components in the gauge)``; identity after ``fit``.
+    hessian_ : ndarray (q, q)
+        Average log-likelihood Hessian at the estimate (``params_`` layout).
+    vertical_ : ndarray (q, k(k-1)/2)
+        Orthonormal basis of the rotation directions.
 
     Notes
     -----
@@ -152,14 +156,15 @@ class FactorModel(Representation):
         \qquad T = P S P, \; E = T - P,
 
     assembled in closed form. ``H`` is singular exactly on the vertical space
-    ``{(0, Lambda A, 0) : A' = -A}`` (``k(k-1)/2`` directions). With ``V`` an
-    orthonormal basis of it and ``Pi = I - V V'``, the horizontal influence is the
-    sandwich (no Gaussian assumption)
+    ``{(0, Lambda A, 0) : A' = -A}`` (``k(k-1)/2`` directions). With ``N`` an
+    orthonormal basis of its complement, the horizontal influence is the sandwich (no
+    Gaussian assumption)
 
     .. math::
 
-        IF(x) = -H^{+} s(x), \qquad H^{+} = \Pi\,(\Pi H \Pi - V V')^{-1}\,\Pi,
+        IF(x) = -H_h^{+} s(x), \qquad H_h^{+} = N (N'HN)^{-1} N'
 
+    (:func:`~ssl_inference.representations.linearization.horizontal_inverse`),
     the null space being removed explicitly. The unconstrained ``Lambda`` makes the
     average score exactly zero at the MLE, so no curvature term is needed
     (THEORY.md §2). Rows sum to zero over the pre-training sample and are orthogonal
@@ -261,8 +266,10 @@ class FactorModel(Representation):
         self.symmetry_ = Orthogonal(k)
         self.pretrain_data_ = arr
         self._sample_cov = S
-        self._hessian_pinv, cond = _horizontal_pinv(self._average_hessian(),
-                                                    self._vertical_basis())
+        cond = self.linearize(self._average_hessian(),
+                              rotation_tangent(self.components_, lead=p,
+                                               trail=self.params_.size - p - k * p),
+                              rtol=SINGULAR_HESSIAN, singular="pinv")
         self._warn(converged, heywood, cond)
         return self
 
@@ -365,11 +372,11 @@ class FactorModel(Representation):
         return np.concatenate([self.mean_, self.components_.ravel(), psi])
 
     # ------------------------------------------------------------------- symmetry
-    def act(self, g) -> "FactorModel":
-        """A copy moved by ``Q = g`` in O(k): ``Lambda -> Lambda Q'``, features ``Q phi``.
+    def moved_params(self, g) -> tuple[np.ndarray, np.ndarray]:
+        """``Q = g`` in O(k) moves ``Lambda -> Lambda Q'`` (``components_ -> Q components_``).
 
-        ``Sigma``, the likelihood and every invariant result are unchanged; the
-        influence and VJP follow the moved loadings.
+        ``T = blockdiag(I, Q kron I_p, I)``; :meth:`act` gives the copy, whose features
+        are ``Q phi``. ``Sigma``, the likelihood and every invariant result are unchanged.
 
         Examples
         --------
@@ -384,16 +391,24 @@ class FactorModel(Representation):
         """
         self._check_fitted()
         Q = self.symmetry_.rho(g)
-        moved = copy.copy(self)
-        moved.rotation_ = Q @ self.rotation_
-        moved.components_ = Q @ self.components_
-        moved.params_ = moved._pack_params()
-        # H is equivariant: H(T theta) = T H(theta) T' with T = blockdiag(I, Q (x) I_p, I)
         T = np.eye(self.params_.size)
         p, k = self.n_features_in_, self.n_factors
         T[p:p + k * p, p:p + k * p] = np.kron(Q, np.eye(p))
-        moved._hessian_pinv = T @ self._hessian_pinv @ T.T
+        return T @ self.params_, T
+
+    def act(self, g) -> "FactorModel":
+        """A copy moved by ``Q = g`` (:meth:`moved_params`); ``rotation_`` records ``Q``."""
+        moved = super().act(g)
+        moved.rotation_ = self.symmetry_.rho(g) @ self.rotation_
         return moved
+
+    def _set_params(self, theta: np.ndarray) -> None:
+        p, k = self.n_features_in_, self.n_factors
+        self.params_ = theta
+        self.mean_ = theta[:p]
+        self.components_ = theta[p:p + k * p].reshape(k, p)
+        psi = theta[p + k * p:]
+        self.noise_variance_ = np.full(p, psi[0]) if self.noise == "isotropic" else psi
 
     def alignment_coordinates(self) -> np.ndarray:
         """Rows that move with ``rho(Q) = Q``: ``components_ = Lambda'`` (k, p)."""
@@ -487,8 +502,11 @@ class FactorModel(Representation):
         return np.vstack([grad_mu, grad_L.reshape(-1, r), grad_psi])
 
     # ------------------------------------------------------------------ influence
-    def loglike_score(self, X) -> np.ndarray:
+    def estimating_function(self, U) -> np.ndarray:
         r"""Per-row score ``d log N(x; mu, Sigma) / d theta`` in the ``params_`` layout (n, q).
+
+        The estimating function of the ML fit; the influence is ``IF(x) = -H_h^+ s(x)``
+        (Notes).
 
         ``s_mu = a``, ``s_Lambda' = (Lambda'a) a' - (P Lambda)'``,
         ``s_psi = (a^2 - diag P) / 2`` with ``P = Sigma^{-1}`` and ``a = P (x - mu)``;
@@ -501,11 +519,11 @@ class FactorModel(Representation):
         >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
         >>> X = X + rng.normal(size=(500, 5))
         >>> fa = ssi.FactorModel(1).fit(X)
-        >>> bool(np.abs(fa.loglike_score(X).mean(axis=0)).max() < 1e-10)
+        >>> bool(np.abs(fa.estimating_function(X).mean(axis=0)).max() < 1e-10)
         True
         """
         self._check_fitted()
-        V = np.asarray(X, dtype=float) - self.mean_
+        V = self._validate_units(U) - self.mean_
         L, psi = self.components_.T, self.noise_variance_
         P = _inv_spd(L @ L.T + np.diag(psi))
         A = V @ P
@@ -516,51 +534,37 @@ class FactorModel(Representation):
             s_psi = s_psi.sum(axis=1, keepdims=True)
         return np.hstack([A, s_L.reshape(len(V), -1), s_psi])
 
-    def influence(self, X) -> np.ndarray:
-        """Horizontal influence ``IF(x) = -H^+ s(x)`` of rows ``X`` (n, q), ``params_`` layout.
+    def score_samples(self, X) -> np.ndarray:
+        """Gaussian log-likelihood ``log N(x; mu, Sigma)`` of each row, (n,).
 
         Examples
         --------
         >>> import numpy as np, ssl_inference as ssi
-        >>> rng = np.random.default_rng(7)
-        >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
-        >>> X = X + rng.normal(size=(500, 5))
-        >>> fa = ssi.FactorModel(1).fit(X)
-        >>> IF = fa.influence(X)
-        >>> IF.shape, bool(np.allclose(IF[:, :5], X - fa.mean_))
-        ((500, 15), True)
-        """
-        return -self.loglike_score(X) @ self._hessian_pinv
-
-    def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
-                           ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Stream ``IF(X_pre[a:b]) K' = -s(X_chunk) (H^+ K')`` over the pre-training rows.
-
-        Cost ``O(m q r)`` and memory ``O(chunk_rows q)``: the ``q x q`` matrix ``H^+``
-        is applied once to ``K`` (r, q), never to every row.
-
-        Examples
-        --------
-        >>> import numpy as np, ssl_inference as ssi
-        >>> rng = np.random.default_rng(9)
+        >>> rng = np.random.default_rng(5)
         >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
         >>> fa = ssi.FactorModel(1).fit(X + rng.normal(size=(500, 5)))
-        >>> K = np.ones((2, fa.params_.size))
-        >>> [(a, b, B.shape) for a, b, B in fa.influence_contract(K, chunk_rows=300)]
-        [(0, 300, (300, 2)), (300, 500, (200, 2))]
+        >>> bool(np.isclose(fa.score_samples(fa.pretrain_data_).sum(), fa.loglike_))
+        True
         """
-        self._check_fitted()
-        HK = -self._hessian_pinv @ np.atleast_2d(np.asarray(K, dtype=float)).T
-        X = self.pretrain_data_
-        for start in range(0, X.shape[0], chunk_rows):
-            stop = min(start + chunk_rows, X.shape[0])
-            yield start, stop, self.loglike_score(X[start:stop]) @ HK
+        V = self._validate_rows(X, "X") - self.mean_
+        Sigma = self.get_covariance()
+        _, logdet = np.linalg.slogdet(Sigma)
+        quad = np.einsum("ij,ij->i", V @ _inv_spd(Sigma), V)
+        return -0.5 * (V.shape[1] * np.log(2 * np.pi) + logdet + quad)
 
-    def _vertical_basis(self) -> np.ndarray:
-        """Orthonormal basis (q, k(k-1)/2) of the orbit's tangent ``{(0, (Lambda A)', 0)}``."""
-        p = self.n_features_in_
-        trail = self.params_.size - p - self.components_.size
-        return _vertical_basis(self.components_.T, p, trail)
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood of the rows ``X`` (scikit-learn's ``score``).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(5)
+        >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
+        >>> fa = ssi.FactorModel(1).fit(X + rng.normal(size=(500, 5)))
+        >>> bool(np.isclose(fa.score(fa.pretrain_data_) * 500, fa.loglike_))
+        True
+        """
+        return float(np.mean(self.score_samples(X)))
 
     def _average_hessian(self) -> np.ndarray:
         """Average log-likelihood Hessian at the fit, ``params_`` layout (q, q)."""
@@ -688,27 +692,6 @@ def _loglike_hessian(S: np.ndarray, L: np.ndarray, psi: np.ndarray) -> np.ndarra
     return H
 
 
-def _horizontal_pinv(H: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, float]:
-    r"""``H^+ = Pi (Pi H Pi - c V V')^{-1} Pi`` with ``Pi = I - V V'`` (V orthonormal).
-
-    ``H`` is negative semi-definite at a maximum with null space ``V``; the ``-c V V'``
-    term (``c`` = mean |diagonal|) fills that null space so the inverse exists, and the
-    outer projections remove it again. Also returns the smallest eigenvalue ratio of
-    the Jacobi-scaled ``-(Pi H Pi) + c V V'`` (near 0: not locally identified).
-    """
-    Pi = np.eye(H.shape[0]) - V @ V.T
-    Hh = Pi @ H @ Pi
-    Hh = (Hh + Hh.T) / 2
-    c = np.abs(np.diag(Hh)).mean()
-    N = -Hh + c * (V @ V.T)
-    scale = 1.0 / np.sqrt(np.abs(np.diag(N)))
-    w = np.linalg.eigvalsh(N * np.outer(scale, scale))
-    cond = float(w.min() / w.max())
-    w_full, U = np.linalg.eigh(N)
-    N_inv = (U / w_full) @ U.T
-    return -(Pi @ N_inv @ Pi), cond
-
-
 def _newton_refine(R: np.ndarray, L: np.ndarray, psi: np.ndarray):
     """Newton steps on the full log-likelihood of ``R`` in (Lambda, psi), horizontal space.
 
@@ -728,8 +711,7 @@ def _newton_refine(R: np.ndarray, L: np.ndarray, psi: np.ndarray):
         if size < NEWTON_GTOL:
             break
         H = _loglike_hessian(R, L, psi)[p:, p:]
-        V = _vertical_basis(L, 0, p)
-        step = -_horizontal_pinv(H, V)[0] @ g
+        step = -horizontal_inverse(H, rotation_tangent(L.T, trail=p), singular="pinv")[0] @ g
         accepted = False
         for _halving in range(30):
             L_new = L + step[:k * p].reshape(k, p).T
@@ -743,22 +725,3 @@ def _newton_refine(R: np.ndarray, L: np.ndarray, psi: np.ndarray):
         if not accepted:
             break
     return L, psi, size
-
-
-def _vertical_basis(L: np.ndarray, lead: int, trail: int) -> np.ndarray:
-    """Orthonormal basis of the vertical directions ``(0_lead, (Lambda A)', 0_trail)``.
-
-    ``A`` runs over the antisymmetric basis of o(k); ``(Lambda A)' = A' Lambda'`` in the
-    row-major ``components_`` layout. Dependent directions (zero loadings) are dropped.
-    """
-    p, k = L.shape
-    q = lead + k * p + trail
-    if k < 2:
-        return np.zeros((q, 0))
-    cols = []
-    for A in Orthogonal(k).lie_algebra():
-        v = np.zeros(q)
-        v[lead:lead + k * p] = (A.T @ L.T).ravel()
-        cols.append(v)
-    U, s, _ = np.linalg.svd(np.column_stack(cols), full_matrices=False)
-    return U[:, s > 1e-12 * max(s.max(), np.finfo(float).tiny)]

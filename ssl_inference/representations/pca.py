@@ -1,9 +1,7 @@
 """Principal components of the pre-training covariance, with their influence functions."""
 from __future__ import annotations
 
-import copy
 import warnings
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -11,12 +9,13 @@ import numpy as np
 from .._validation import as_float_matrix
 from ..exceptions import IdentificationWarning
 from ..symmetry import Orthogonal, SignFlips
-from .base import DEFAULT_CHUNK_ROWS, Representation
+from .base import DEFAULT_CHUNK_ROWS
+from .linearization import MEstimatorBase
 
 __all__ = ["PCA"]
 
 
-class PCA(Representation):
+class PCA(MEstimatorBase):
     r"""Principal component features learned on a pre-training sample.
 
     ``theta = (mu, u_0, ..., u_{k-1})``: the mean and the top-k eigenvectors of the
@@ -51,7 +50,13 @@ class PCA(Representation):
         IF_{u_l}(x) = \sum_{j \ne l} u_j \frac{(u_j'v)(v'u_l)}{\lambda_l - \lambda_j}
 
     with the sum over all ``j != l`` in sign mode and over ``j >= k`` in rotation
-    mode (the within-subspace terms are vertical). Under Gaussian ``x`` their
+    mode (the within-subspace terms are vertical). As an M-estimator
+    (:class:`~ssl_inference.representations.linearization.MEstimatorBase`) this is
+    ``IF = -H_h^+ psi`` with the estimating function ``psi_mu = v``,
+    ``psi_{u_l} = (I - P) v v' u_l`` (``P = u_l u_l'`` in sign mode, ``U U'`` in
+    rotation mode) and ``H_h^+`` in closed form from the eigen-decomposition: the
+    ``u_l`` block is ``-sum_j u_j u_j' / (lambda_l - lambda_j)`` over the same ``j``;
+    no ``q x q`` matrix is formed. Under Gaussian ``x`` their
     covariance is Anderson's (1963) ``sum_{j != l} lambda_l lambda_j /
     (lambda_l - lambda_j)^2 u_j u_j'``; the sandwich form used here does not assume
     Gaussian fourth moments.
@@ -149,13 +154,24 @@ class PCA(Representation):
         >>> bool(np.allclose(flipped.transform(X)[:, 1], -rep.transform(X)[:, 1]))
         True
         """
-        self._check_fitted()
-        R = self.symmetry_.rho(g)
-        moved = copy.copy(self)
-        moved.rotation_ = R @ self.rotation_
-        moved.components_ = R @ self.components_
-        moved.params_ = np.concatenate([self.mean_, moved.components_.ravel()])
+        theta, _ = self.moved_params(g)
+        moved = self.with_params(theta)
+        moved.rotation_ = self.symmetry_.rho(g) @ self.rotation_
         return moved
+
+    def moved_params(self, g) -> tuple[np.ndarray, np.ndarray]:
+        """``g`` moves the components ``U' -> rho(g) U'``: ``T = blockdiag(I, rho(g) kron I)``."""
+        self._check_fitted()
+        T = np.eye(self.params_.size)
+        p = self.n_features_in_
+        T[p:, p:] = np.kron(self.symmetry_.rho(g), np.eye(p))
+        return T @ self.params_, T
+
+    def _set_params(self, theta: np.ndarray) -> None:
+        p = self.n_features_in_
+        self.params_ = theta
+        self.mean_ = theta[:p]
+        self.components_ = theta[p:].reshape(-1, p)
 
     def alignment_coordinates(self) -> np.ndarray:
         """Rows that move with ``rho(g)``: the components (k, p)."""
@@ -252,10 +268,40 @@ class PCA(Representation):
         return np.vstack([grad_mu, grad_u.reshape(-1, r)])
 
     # ----------------------------------------------------------------- influence
-    def influence(self, X) -> np.ndarray:
-        """Per-row influence ``[IF_mu, IF_u0, ..., IF_u(k-1)]`` of rows ``X``, shape (n, q)."""
+    def estimating_function(self, U) -> np.ndarray:
+        r"""Per-row estimating function ``[v, psi_c0, ..., psi_c(k-1)]`` (n, q).
+
+        ``v = x - mu`` and ``psi_{c_l} = (I - P) v (v'c_l)`` for the reported components
+        ``c_l`` (rows of ``components_``), with ``P = c_l c_l'`` in sign mode and
+        ``C'C`` (the principal subspace) in rotation mode: the projected eigen-equations
+        ``(I - P) Sigma c_l = 0``, whose mean is zero at the fit.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(400, 3)) * [3.0, 2.0, 1.0]
+        >>> rep = ssi.PCA(2).fit(X)
+        >>> bool(np.abs(rep.estimating_function(X).mean(axis=0)).max() < 1e-12)
+        True
+        """
         self._check_fitted()
-        V = np.asarray(X, dtype=float) - self.mean_
+        V = self._validate_units(U) - self.mean_
+        C = self.components_
+        S = V @ C.T                                                  # s_l = v'c_l
+        if self.symmetry == "rotation":
+            R = V - S @ C                                            # (I - C'C) v
+            psi = R[:, None, :] * S[:, :, None]
+        else:
+            psi = V[:, None, :] * S[:, :, None] - (S ** 2)[:, :, None] * C[None, :, :]
+        return np.hstack([V, psi.reshape(len(V), -1)])
+
+    def influence(self, U) -> np.ndarray:
+        """Per-row influence ``[IF_mu, IF_u0, ..., IF_u(k-1)]`` of rows ``U``, shape (n, q).
+
+        The closed form of the class Notes, row by row (``O(n p^2 k)``).
+        """
+        self._check_fitted()
+        V = self._validate_units(U) - self.mean_
         E = self.eigenvectors_
         S = V @ E
         w = self._gap_weights()
@@ -263,37 +309,34 @@ class PCA(Representation):
         IF_c = np.einsum("lj,njp->nlp", self.rotation_, IF_u)  # components c = R u
         return np.hstack([V, IF_c.reshape(len(V), -1)])
 
-    def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
-                           ) -> Iterator[tuple[int, int, np.ndarray]]:
-        r"""Stream ``IF(X_pre[a:b]) K'`` without forming per-row influences.
+    def _prepare_contraction(self, K: np.ndarray):
+        r"""Fold ``-K H_h^+`` into the score formula: one ``p x (k + r + k r)`` matrix.
 
         With ``s = E'v`` (all eigen-scores), ``K_{u_l} IF_{u_l}(x) = s_l N_l v`` where
-        ``N_l = (K_{u_l} E) diag(w_l) E'`` and ``w_{lj} = 1/(lambda_l - lambda_j)`` on
-        the horizontal pairs. Hence one product ``X_chunk P`` with the
-        ``p x (k + r + k r)`` matrix ``P = [U, K_mu', N_0', ..., N_{k-1}']`` gives the
-        chunk: cost ``O(m p k r)``. Chunks are shortened (to no fewer than 64 rows) so
-        that ``X_chunk P`` holds no more numbers than ``X_chunk``: memory ``O(chunk p)``
-        however many functionals ``r`` are contracted.
+        ``N_l = (K_{u_l} E) diag(w_l) E'`` (that is ``-K_{u_l} H_l^+``) and
+        ``w_{lj} = 1/(lambda_l - lambda_j)`` on the horizontal pairs; ``K_mu IF_mu =
+        K_mu v``. Hence one product ``X_chunk P`` with
+        ``P = [U, K_mu', N_0', ..., N_{k-1}']`` gives the chunk: cost ``O(m p k r)``.
         """
-        self._check_fitted()
-        K = np.atleast_2d(np.asarray(K, dtype=float))
         r = K.shape[0]
         k, p = self.n_components, self.n_features_in_
         E = self.eigenvectors_
         w = self._gap_weights()
-        K_mu = K[:, :p]
         # parameters c = R u of the reported components: K_c IF_c = (K_c R) IF_u
         K_u = np.einsum("lj,rlp->rjp", self.rotation_, K[:, p:].reshape(r, k, p))
         N = [((K_u[:, l, :] @ E) * w[l]) @ E.T for l in range(k)]
-        P = np.hstack([E[:, :k], K_mu.T] + [n.T for n in N])
-        offset = self.mean_ @ P
-        X = self.pretrain_data_
-        rows = min(chunk_rows, max(64, chunk_rows * p // P.shape[1]))
-        buffer = np.empty((min(rows, X.shape[0]), P.shape[1]))  # reused by each chunk
-        for start in range(0, X.shape[0], rows):
-            stop = min(start + rows, X.shape[0])
-            T = np.matmul(X[start:stop], P, out=buffer[:stop - start])
-            T -= offset
-            s = T[:, :k]
-            B = T[:, k:k + r] + np.einsum("cl,clr->cr", s, T[:, k + r:].reshape(-1, k, r))
-            yield start, stop, B
+        P = np.hstack([E[:, :k], K[:, :p].T] + [n.T for n in N])
+        return P, self.mean_ @ P, r
+
+    def _contract_units(self, U: np.ndarray, prepared) -> np.ndarray:
+        P, offset, r = prepared
+        k = self.n_components
+        T = U @ P - offset
+        s = T[:, :k]
+        return T[:, k:k + r] + np.einsum("cl,clr->cr", s, T[:, k + r:].reshape(-1, k, r))
+
+    def _contraction_chunk_rows(self, chunk_rows: int, prepared) -> int:
+        """Chunks shortened (to no fewer than 64 rows) so that ``X_chunk P`` holds no more
+        numbers than ``X_chunk``: memory ``O(chunk p)`` however many functionals."""
+        P = prepared[0]
+        return min(chunk_rows, max(64, chunk_rows * P.shape[0] // P.shape[1]))
