@@ -225,7 +225,7 @@ class MEstimatorRepresentation(MEstimatorBase):
         p = width if self.n_features_in is None else int(self.n_features_in)
         theta = self._initial_theta(arr)
         probe = arr[:PROBE_ROWS]
-        self._psi_at, self._hessian_at, derivatives = self._psi_and_hessian(probe, theta)
+        derivatives = self._choose_derivatives(probe, theta)
         phi = self._evaluate_features(probe[:, :p], theta)
         k = phi.shape[1]
         group = Trivial(k) if self.symmetry is None else self.symmetry
@@ -234,8 +234,7 @@ class MEstimatorRepresentation(MEstimatorBase):
                 f"symmetry must be an ssl_inference.symmetry Group acting on the k = {k} "
                 f"features (e.g. Orthogonal({k}), SignFlips({k})); got {group!r}."
             )
-        self._feature_jacobian_at, derivatives["features"] = self._feature_derivative(
-            probe[:, :p], theta)
+        derivatives["features"] = self._choose_feature_derivative(probe[:, :p], theta)
         solver_note = None
         if self.optimize is not False:
             theta, solver_note = self._optimise(arr, theta)
@@ -307,23 +306,20 @@ class MEstimatorRepresentation(MEstimatorBase):
             )
         return "complex" if works else "central"
 
-    def _psi_and_hessian(self, probe: np.ndarray, theta: np.ndarray):
-        """Per-row psi and mean-Hessian routines at any theta, and how each is obtained."""
-        user_psi = self.psi_map
-        if user_psi is not None:
-            def psi(X, t):
-                return np.asarray(user_psi(X, t))
-            how = {"estimating_function": "given" if self.loss is None
-                   else "analytic gradient of the loss"}
-            inner = None
+    def _choose_derivatives(self, probe: np.ndarray, theta: np.ndarray) -> dict:
+        """Decide, on the probe rows, how psi and the Hessian are differentiated; store
+        the choice in ``_numdiff`` (plain strings and numbers, so that the fitted object
+        pickles) and describe it for ``derivatives_``."""
+        numdiff, how = {}, {}
+        if self.psi_map is not None:
+            how["estimating_function"] = ("given" if self.loss is None
+                                          else "analytic gradient of the loss")
         else:
-            inner = self._choose(lambda t: self.loss(probe, t), theta, "loss")
-
-            def psi(X, t):
-                return jacobian(lambda s: self.loss(X, s), t, inner)
-            how = {"estimating_function": "complex step" if inner == "complex"
-                   else "central differences"}
-        out = psi(probe, theta)
+            numdiff["loss"] = self._choose(lambda t: self.loss(probe, t), theta, "loss")
+            how["estimating_function"] = ("complex step" if numdiff["loss"] == "complex"
+                                          else "central differences")
+        self._numdiff = numdiff
+        out = self._psi_at(probe, theta)
         if out.shape != (probe.shape[0], theta.size):
             raise ValueError(
                 f"The estimating function must return an array (n, q) = "
@@ -332,28 +328,51 @@ class MEstimatorRepresentation(MEstimatorBase):
             )
         if self.hessian is not None:
             how["hessian"] = "analytic"
-
-            def hessian(X, t):
-                return np.asarray(self.hessian(X, t), dtype=float)
-            return psi, hessian, how
-        if inner is None:
-            outer = self._choose(lambda t: psi(probe, t).sum(axis=0), theta,
-                                 "estimating function")
-            step = CENTRAL_STEP
-            how["hessian"] = "complex step" if outer == "complex" else "central differences"
+        elif self.psi_map is not None:
+            method = self._choose(lambda t: self._psi_at(probe, t).sum(axis=0), theta,
+                                  "estimating function")
+            numdiff["hessian"] = (method, CENTRAL_STEP)
+            how["hessian"] = "complex step" if method == "complex" else "central differences"
         else:
-            outer, step = "central", (CENTRAL_STEP if inner == "complex" else NESTED_STEP)
+            inner = numdiff["loss"]
+            numdiff["hessian"] = ("central", CENTRAL_STEP if inner == "complex" else NESTED_STEP)
             how["hessian"] = ("central differences of a complex-step gradient"
                               if inner == "complex"
                               else "central differences of central differences")
+        return how
 
-        def hessian(X, t):
-            total = 0.0
-            for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
-                chunk = X[start:start + DEFAULT_CHUNK_ROWS]
-                total = total + jacobian(lambda s: psi(chunk, s).sum(axis=0), t, outer, step)
-            return total / X.shape[0]
-        return psi, hessian, how
+    def _choose_feature_derivative(self, probe: np.ndarray, theta: np.ndarray) -> str:
+        """How the feature Jacobian is obtained (stored in ``_numdiff``), in words."""
+        if self.feature_jacobian is not None:
+            return "analytic"
+        self._numdiff["features"] = self._choose(lambda t: self.feature_map(probe, t),
+                                                 theta, "feature map")
+        return ("complex step" if self._numdiff["features"] == "complex"
+                else "central differences")
+
+    def _psi_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Per-row psi at any ``theta``: the user's, or the loss's numerical gradient."""
+        if self.psi_map is not None:
+            return np.asarray(self.psi_map(X, theta))
+        return jacobian(lambda s: self.loss(X, s), theta, self._numdiff["loss"])
+
+    def _hessian_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Mean ``d psi / d theta'`` over the rows of ``X``, streamed in chunks."""
+        if self.hessian is not None:
+            return np.asarray(self.hessian(X, theta), dtype=float)
+        method, step = self._numdiff["hessian"]
+        total = 0.0
+        for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
+            chunk = X[start:start + DEFAULT_CHUNK_ROWS]
+            total = total + jacobian(lambda s: self._psi_at(chunk, s).sum(axis=0), theta,
+                                     method, step)
+        return total / X.shape[0]
+
+    def _feature_jacobian_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """``d phi(x; theta) / d theta'`` per row (n, k, q)."""
+        if self.feature_jacobian is not None:
+            return np.asarray(self.feature_jacobian(X, theta), dtype=float)
+        return jacobian(lambda s: self.feature_map(X, s), theta, self._numdiff["features"])
 
     def _evaluate_features(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
         phi = np.asarray(self.feature_map(X, theta))
@@ -365,17 +384,6 @@ class MEstimatorRepresentation(MEstimatorBase):
         if np.iscomplexobj(phi) or not np.all(np.isfinite(phi)):
             raise ValueError("transform returned complex or non-finite features at params.")
         return phi
-
-    def _feature_derivative(self, probe: np.ndarray, theta: np.ndarray):
-        if self.feature_jacobian is not None:
-            return (lambda X, t: np.asarray(self.feature_jacobian(X, t), dtype=float),
-                    "analytic")
-        method = self._choose(lambda t: self.feature_map(probe, t), theta, "feature map")
-
-        def feature_jacobian(X, t):
-            return jacobian(lambda s: self.feature_map(X, s), t, method)
-        return feature_jacobian, ("complex step" if method == "complex"
-                                  else "central differences")
 
     # ------------------------------------------------------------ fit checks
     def _psi_moments(self, X: np.ndarray, theta: np.ndarray):
