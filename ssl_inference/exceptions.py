@@ -6,7 +6,8 @@ from __future__ import annotations
 
 __all__ = ["NotFittedError", "IdentificationWarning", "ConvergenceWarning",
            "NonInvariantHypothesisError", "NonDifferentiableDesignError",
-           "GaugeDependentDesignError", "GaugeDependentWarning", "PretrainDataModifiedError"]
+           "GaugeDependentDesignError", "GaugeDependentWarning", "PretrainDataModifiedError",
+           "RepresentationCheckError", "UnsupportedEstimatorError"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -78,4 +79,28 @@ class PretrainDataModifiedError(RuntimeError):
     A fitted representation keeps a read-only reference to ``X_pre`` (not a copy) and
     checks a fingerprint of its bytes before every use; first-stage influences of
     changed rows would not belong to the fitted parameters. Refit, or fit on a copy.
+    """
+
+
+class RepresentationCheckError(AssertionError):
+    """A first stage failed :func:`ssl_inference.testing.check_representation`.
+
+    The message lists every failing check with what was found and what a correct
+    implementation does; ``report`` holds the full
+    :class:`~ssl_inference.testing.ConformanceReport`.
+    """
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
+
+
+class UnsupportedEstimatorError(TypeError, ValueError):
+    """An estimator of another library that :func:`ssl_inference.from_sklearn` or
+    :func:`ssl_inference.from_statsmodels` cannot wrap (the message names what is
+    supported), or a configuration of it whose features no ssl_inference first stage
+    reproduces exactly.
+
+    Subclasses ``TypeError`` (the wrong kind of object) and ``ValueError`` (a setting
+    that is not supported).
     """
