@@ -53,7 +53,7 @@ class FactorModel(MEstimatorBase):
       = (I + M)^{-1} Lambda' Psi^{-1}``, the posterior mean ``E[h | x]``;
     * ``scores="bartlett"``: ``W = M^{-1} Lambda' Psi^{-1}``, the GLS estimate of ``h``,
 
-    where ``M = Lambda' Psi^{-1} Lambda``.
+    where ``M = Lambda' Psi^{-1} Lambda``, times the constant ``feature_scale``.
 
     Parameters
     ----------
@@ -79,6 +79,11 @@ class FactorModel(MEstimatorBase):
         refined by Newton steps on the full likelihood to a gradient ~1e-13.
     random_state : int, Generator or None
         Seed of the random starts (the default 0 makes fits reproducible).
+    feature_scale : float
+        A positive constant multiplying every feature (e.g. ``sqrt((m - 1) / m)`` to
+        reproduce statsmodels' ``Factor`` scores, computed from data standardised with
+        divisor ``m - 1``). It changes no test or prediction, only the scale of the
+        feature coefficients.
     feature_prefix : str
         Prefix of the feature names (``"f"`` gives ``f0, f1, ...``).
 
@@ -193,7 +198,7 @@ class FactorModel(MEstimatorBase):
                  scores: Literal["regression", "bartlett"] = "regression",
                  n_init: int = 3, max_iter: int = 1000, tol: float = 1e-12,
                  random_state: int | np.random.Generator | None = 0,
-                 feature_prefix: str = "f"):
+                 feature_scale: float = 1.0, feature_prefix: str = "f"):
         self.n_factors = n_factors
         self.noise = noise
         self.scores = scores
@@ -201,6 +206,7 @@ class FactorModel(MEstimatorBase):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.feature_scale = feature_scale
         self.feature_prefix = feature_prefix
 
     @property
@@ -215,11 +221,31 @@ class FactorModel(MEstimatorBase):
         (``IdentificationWarning``) on Heywood cases, factors with zero loadings and a
         singular horizontal Hessian; in these cases the standard errors are not valid.
         """
+        arr, mean, S, sd = self._moments(X)
+        k = self.n_factors
+        if self.noise == "isotropic":
+            L, psi, n_iter, converged = ppca_closed_form(S, k)
+            heywood = np.array([], dtype=int)
+        else:
+            R = S / np.outer(sd, sd)
+            L, psi, n_iter, converged = maximise_profile_likelihood(
+                R, k, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                random_state=self.random_state)
+            heywood = np.flatnonzero(psi < HEYWOOD_RATIO)
+            if converged and not heywood.size:
+                L, psi, gnorm = newton_refine(R, L, psi)
+                if gnorm > STATIONARY_GTOL:
+                    converged = False
+            L, psi = sd[:, None] * L, sd ** 2 * psi
+        self._set_fit(X, arr, mean, S, L, psi, n_iter, converged, heywood)
+        return self
+
+    def _moments(self, X):
+        """Validated ``X_pre``, its mean, (1/m) covariance and standard deviations."""
         self._check_hyperparameters()
         arr = as_float_matrix(X, "X_pre")
         m, p = arr.shape
-        k = self.n_factors
-        self._check_n_factors(k, p)
+        self._check_n_factors(self.n_factors, p)
         if m < 2:
             raise ValueError(f"X_pre needs at least 2 rows to estimate a covariance; got {m}.")
         mean = arr.mean(axis=0)
@@ -235,20 +261,12 @@ class FactorModel(MEstimatorBase):
                 f"X_pre column(s) {constant.tolist()} are constant: a factor model needs a "
                 "positive variance for every raw feature. Drop these columns."
             )
-        if self.noise == "isotropic":
-            L, psi, n_iter, converged = ppca_closed_form(S, k)
-            heywood = np.array([], dtype=int)
-        else:
-            R = S / np.outer(sd, sd)
-            L, psi, n_iter, converged = maximise_profile_likelihood(
-                R, k, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
-                random_state=self.random_state)
-            heywood = np.flatnonzero(psi < HEYWOOD_RATIO)
-            if converged and not heywood.size:
-                L, psi, gnorm = newton_refine(R, L, psi)
-                if gnorm > STATIONARY_GTOL:
-                    converged = False
-            L, psi = sd[:, None] * L, sd ** 2 * psi
+        return arr, mean, S, sd
+
+    def _set_fit(self, X, arr, mean, S, L, psi, n_iter, converged, heywood) -> None:
+        """Fitted state at the estimate ``(mean, L, psi)`` (raw scale), in the gauge."""
+        m, p = arr.shape
+        k = self.n_factors
         L = principal_axes_gauge(L, psi)
         self._record_input_names(self, X)
         self.n_features_in_ = p
@@ -270,7 +288,6 @@ class FactorModel(MEstimatorBase):
                                                trail=self.params_.size - p - k * p),
                               rtol=SINGULAR_HESSIAN, singular="pinv")
         self._warn(converged, heywood, cond)
-        return self
 
     def _check_hyperparameters(self) -> None:
         if self.noise not in ("diagonal", "isotropic"):
@@ -286,6 +303,10 @@ class FactorModel(MEstimatorBase):
                 raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
         if not (isinstance(self.tol, (int, float, np.floating)) and self.tol > 0):
             raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
+        scale = self.feature_scale
+        if not (isinstance(scale, (int, float, np.floating)) and not isinstance(scale, bool)
+                and np.isfinite(scale) and scale > 0):
+            raise ValueError(f"feature_scale must be a positive number; got {scale!r}.")
 
     def _check_n_factors(self, k, p: int) -> None:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < p:
@@ -412,7 +433,7 @@ class FactorModel(MEstimatorBase):
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         B, _, G = self._precision_terms()
-        return (X - self.mean_) @ (G @ B).T
+        return self.feature_scale * ((X - self.mean_) @ (G @ B).T)
 
     def feature_vjp(self, X, C, *, per_row: bool = False) -> np.ndarray:
         r"""Vector-Jacobian product of the factor scores ``phi = G B (x - mu)``.
@@ -443,7 +464,7 @@ class FactorModel(MEstimatorBase):
         """
         self._check_fitted()
         V = np.asarray(X, dtype=float) - self.mean_
-        C = np.asarray(C, dtype=float)
+        C = self.feature_scale * np.asarray(C, dtype=float)  # cotangent of the raw scores
         B, _, G = self._precision_terms()
         L, psi = self.components_.T, self.noise_variance_
         Phi = V @ (G @ B).T
