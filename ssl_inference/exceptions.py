@@ -7,7 +7,8 @@ from __future__ import annotations
 __all__ = ["NotFittedError", "IdentificationWarning", "ConvergenceWarning",
            "NonInvariantHypothesisError", "NonDifferentiableDesignError",
            "GaugeDependentDesignError", "GaugeDependentWarning", "PretrainDataModifiedError",
-           "RepresentationCheckError", "UnsupportedEstimatorError"]
+           "RepresentationCheckError", "UnsupportedEstimatorError",
+           "PolishedEstimateWarning"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -103,4 +104,14 @@ class UnsupportedEstimatorError(TypeError, ValueError):
 
     Subclasses ``TypeError`` (the wrong kind of object) and ``ValueError`` (a setting
     that is not supported).
+    """
+
+
+class PolishedEstimateWarning(UserWarning):
+    """An adapter moved a wrapped estimator's estimate to the optimum of its objective.
+
+    Influence functions are a linearisation at that optimum; estimators that stop at a
+    tolerance (or regularise, like scikit-learn's ``reg_covar``) are polished by Newton
+    steps from their estimate. The message gives how much the features changed; the
+    representation's ``adapted_from_`` records it.
     """

@@ -119,8 +119,11 @@ class Representation(ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "fit" in cls.__dict__ and not getattr(cls.fit, "_records_warnings", False):
-            cls.fit = _recording_fit_warnings(cls.__dict__["fit"])
+        # fit, and _fit_at (a fit at a given estimate, polished: used by the adapters)
+        for name in ("fit", "_fit_at"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_records_warnings", False):
+                setattr(cls, name, _recording_fit_warnings(method))
 
     #: How the fitted representative of each symmetry orbit is chosen.
     gauge_convention: str = ""
@@ -195,6 +198,23 @@ class Representation(ABC):
     def clone(self) -> "Representation":
         """An unfitted copy with the same hyper-parameters."""
         return type(self)(**self.get_params())
+
+    def __repr__(self) -> str:
+        """The class with the hyper-parameters that differ from their defaults.
+
+        Examples
+        --------
+        >>> import ssl_inference as ssi
+        >>> ssi.PCA(2, symmetry="rotation")
+        PCA(n_components=2, symmetry='rotation')
+        """
+        signature = inspect.signature(type(self).__init__).parameters
+        parts = []
+        for name, value in self.get_params().items():
+            default = signature[name].default if name in signature else inspect.Parameter.empty
+            if default is inspect.Parameter.empty or not _same_setting(value, default):
+                parts.append(f"{name}={_short_repr(value)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     # ------------------------------------------------------- pre-training data
     @property
@@ -514,3 +534,21 @@ def _recording_fit_warnings(fit):
 
     recording_fit._records_warnings = True
     return recording_fit
+
+
+def _same_setting(value, default) -> bool:
+    if value is default:
+        return True
+    try:
+        return bool(type(value) is type(default) and value == default)
+    except (TypeError, ValueError):  # arrays and other objects without a plain ==
+        return False
+
+
+def _short_repr(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    if callable(value) and hasattr(value, "__name__"):
+        return value.__name__
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

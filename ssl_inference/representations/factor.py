@@ -240,6 +240,28 @@ class FactorModel(MEstimatorBase):
         self._set_fit(X, arr, mean, S, L, psi, n_iter, converged, heywood)
         return self
 
+    def _fit_at(self, X, loadings, noise_variance) -> "FactorModel":
+        """Fit from a given estimate (``loadings`` Lambda (p, k), ``noise_variance`` the
+        ``p`` unique variances, raw scale) instead of the multi-start search: Newton
+        steps polish it to the maximum of the likelihood (diagonal noise); the adapters
+        use it. Falls back to :meth:`fit` when the polish does not reach a stationary
+        point."""
+        arr, mean, S, sd = self._moments(X)
+        L = np.asarray(loadings, dtype=float)
+        psi = np.asarray(noise_variance, dtype=float)
+        if self.noise == "isotropic":
+            raise ValueError("_fit_at polishes factor analysis (noise='diagonal') only.")
+        L, psi = L / sd[:, None], psi / sd ** 2
+        heywood = np.flatnonzero(psi < HEYWOOD_RATIO)
+        converged = not heywood.size
+        if converged:
+            L, psi, gnorm = newton_refine(S / np.outer(sd, sd), L, psi)
+            converged = gnorm <= STATIONARY_GTOL
+        if not converged and not heywood.size:
+            return self.fit(X)
+        self._set_fit(X, arr, mean, S, sd[:, None] * L, sd ** 2 * psi, 0, converged, heywood)
+        return self
+
     def _moments(self, X):
         """Validated ``X_pre``, its mean, (1/m) covariance and standard deviations."""
         self._check_hyperparameters()

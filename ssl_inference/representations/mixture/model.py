@@ -398,6 +398,27 @@ class GaussianMixture(MixtureFeatures, MixtureDiagnostics, MEstimatorBase):
         self._warn_if_unidentified()
         return self
 
+    def _fit_at(self, X, weights, means, precisions_cholesky) -> "GaussianMixture":
+        """Fit from a given estimate instead of EM: Newton steps polish it to the maximum
+        of the likelihood, then the gauge and the linearisation as in :meth:`fit`.
+
+        ``precisions_cholesky`` in scikit-learn's shapes (``(K, d, d)`` upper triangular,
+        ``(K, d)`` or ``(K,)``); the adapter :func:`~ssl_inference.from_sklearn` uses it.
+        """
+        arr = as_float_matrix(X, "X_pre")
+        m, d = arr.shape
+        r = self._check_hyperparameters(m, d)
+        K = self.n_components
+        layout = Layout(K, d, self.covariance_type)
+        U = np.asarray(precisions_cholesky, dtype=float)
+        if self.covariance_type != "full":
+            U = np.broadcast_to(U.reshape(K, -1), (K, d))[:, :, None] * np.eye(d)
+        theta = layout.pack(np.asarray(weights, dtype=float), np.asarray(means, dtype=float), U)
+        self._set_fit(X, arr, layout, r, theta)
+        self.converged_, self.n_iter_, self.n_failed_starts_ = True, 0, 0
+        self._warn_if_unidentified()
+        return self
+
     def _set_fit(self, X, arr: np.ndarray, layout: Layout, r: int, theta: np.ndarray) -> None:
         """Polish ``theta`` to the maximum (Newton), fix the gauge and linearise there."""
         K = self.n_components
