@@ -21,19 +21,21 @@ returned representation says so in ``adapted_from_`` and a
 the features. Estimates far from any optimum (features changing by more than 5%) are
 refused rather than replaced.
 
-=======================================================  ======================================
-estimator                                                ssl_inference first stage
-=======================================================  ======================================
-``sklearn.decomposition.PCA`` (``whiten`` too)            ``PCA(k, whiten=, feature_scale=)``
-``sklearn.decomposition.IncrementalPCA``                  same, polished
-``sklearn.decomposition.FactorAnalysis`` (rotations too)  ``FactorModel(k)``, polished
-``sklearn.mixture.GaussianMixture`` (not ``tied``)        ``GaussianMixture(K, coding="full")``:
-                                                          ``predict_proba``, polished
-``statsmodels.multivariate.pca.PCA``                      ``PCA(k, standardize=, whiten=,
-                                                          feature_scale=)``: ``factors``
-``statsmodels.multivariate.factor.Factor`` (ML) or its    ``FactorModel(k, scores=,
-results (orthogonal rotations)                            feature_scale=)``: ``factor_scoring``
-=======================================================  ======================================
+==================================================  ==================================================
+estimator                                           ssl_inference first stage (features)
+==================================================  ==================================================
+``sklearn.decomposition.PCA`` (``whiten`` too)      ``PCA(k, whiten=, feature_scale=)`` (``transform``)
+``sklearn.decomposition.IncrementalPCA``            the same, polished
+``sklearn.decomposition.FactorAnalysis``            ``FactorModel(k)``, polished, any rotation
+                                                    (``transform``: posterior means)
+``sklearn.mixture.GaussianMixture``                 ``GaussianMixture(K, coding="full")``, polished
+                                                    (``predict_proba``); not ``tied``
+``statsmodels.multivariate.pca.PCA``                ``PCA(k, standardize=, whiten=, feature_scale=)``
+                                                    (``factors``)
+``statsmodels.multivariate.factor.Factor`` (ML)     ``FactorModel(k, scores=, feature_scale=)``,
+                                                    polished, orthogonal rotations of its results
+                                                    (``factor_scoring``)
+==================================================  ==================================================
 """
 from __future__ import annotations
 

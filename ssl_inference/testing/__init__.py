@@ -6,33 +6,33 @@ scikit-learn's ``check_estimator``: each one verifies one promise of the protoco
 computation (refits, finite differences, the group action) and, when it fails, says
 in plain words what it found and what a correct implementation does.
 
-========================================  ==============================================
-check                                     what a correct first stage does
-========================================  ==============================================
-``fit_sets_the_protocol_attributes``      ``fit`` returns ``self`` and sets ``params_``,
-                                          ``nobs_``, ``symmetry_``, ``n_features_in_``,
-                                          ``pretrain_data_``, a ``gauge_convention`` ...
-``clone_is_unfitted_with_same_params``    ``clone()``: same class and hyper-parameters,
-                                          not fitted
-``refit_is_deterministic``                equal data give the same ``theta_hat``
-``pickle_round_trip``                     a pickled copy gives the same numbers
-``transform_returns_k_features``          ``transform``: (n, k), DataFrame in and out
-``estimating_function_is_zero_at_fit``    ``theta_hat`` solves the estimating equations
-``influence_has_mean_zero``               ``sum_i IF(u_i) = 0`` over ``X_pre``
-``influence_contract_streams_influence``  ``influence_contract``, ``influence_sums`` and
-                                          ``influence_covariance`` agree with
-                                          ``influence``
-``influence_is_horizontal``               no component along the symmetry orbit
-``influence_matches_refits``              ``IF(u) = d theta / d eps`` when unit ``u`` is
-                                          up-weighted (refits, aligned to one gauge)
-``feature_vjp_matches_finite_differences``  ``feature_vjp`` is the derivative of the
-                                          features (of ``with_params``), up to a motion
-                                          along the orbit
-``act_moves_features_by_rho``             ``act(g).transform = rho(g) transform``
-``act_moves_influence_and_vjp``           the first-order change of the features that
-                                          each unit causes moves by ``rho(g)`` too
-``align_undoes_act``                      ``align(act(g), rep)`` is ``rep`` again
-========================================  ==============================================
+===========================================  ===============================================
+check                                        what a correct first stage does
+===========================================  ===============================================
+``fit_sets_the_protocol_attributes``         ``fit`` returns ``self`` and sets ``params_``,
+                                             ``nobs_``, ``symmetry_``, ``n_features_in_``,
+                                             ``pretrain_data_``, a ``gauge_convention`` ...
+``clone_is_unfitted_with_same_params``       ``clone()``: same class and hyper-parameters,
+                                             not fitted
+``refit_is_deterministic``                   equal data give the same ``theta_hat``
+``pickle_round_trip``                        a pickled copy gives the same numbers
+``transform_returns_k_features``             ``transform``: (n, k), DataFrame in and out
+``estimating_function_is_zero_at_fit``       ``theta_hat`` solves the estimating equations
+``influence_has_mean_zero``                  ``sum_i IF(u_i) = 0`` over ``X_pre``
+``influence_contract_streams_influence``     ``influence_contract``, ``influence_sums`` and
+                                             ``influence_covariance`` agree with
+                                             ``influence``
+``influence_is_horizontal``                  no component along the symmetry orbit
+``influence_matches_refits``                 ``IF(u) = d theta / d eps`` when unit ``u`` is
+                                             up-weighted (refits, aligned to one gauge)
+``feature_vjp_matches_finite_differences``   ``feature_vjp`` is the derivative of the
+                                             features (of ``with_params``), up to a motion
+                                             along the orbit
+``act_moves_features_by_rho``                ``act(g).transform = rho(g) transform``
+``act_moves_influence_and_vjp``              the first-order change of the features that
+                                             each unit causes moves by ``rho(g)`` too
+``align_undoes_act``                         ``align(act(g), rep)`` is ``rep`` again
+===========================================  ===============================================
 """
 from __future__ import annotations
 
