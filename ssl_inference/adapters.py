@@ -292,12 +292,7 @@ def _sklearn_mixture(est, X_pre, coding):
 
 # ---------------------------------------------------------------------------- statsmodels
 def _statsmodels_pca(pc, X_pre, symmetry):
-    arr = as_float_matrix(X_pre, "X_pre")
-    data = np.asarray(pc.data, dtype=float)
-    if data.shape != arr.shape or not np.allclose(data, arr, rtol=1e-12, atol=0):
-        raise ValueError(
-            f"X_pre ({arr.shape}) is not the data this statsmodels PCA was computed on "
-            f"({data.shape}): pass the same rows, in the same order.")
+    arr = _same_data(pc.data, X_pre, "statsmodels PCA was computed on")
     m, p = arr.shape
     if np.any(np.asarray(pc.weights) != 1.0):
         raise UnsupportedEstimatorError(
@@ -345,12 +340,7 @@ def _statsmodels_factor(obj, X_pre, scores):
         raise UnsupportedEstimatorError(
             "This statsmodels Factor was built from a correlation matrix only (corr=): it "
             "has no data to compute features from. Build it from the data (endog=X_pre).")
-    arr = as_float_matrix(X_pre, "X_pre")
-    endog = np.asarray(model.endog, dtype=float)
-    if endog.shape != arr.shape or not np.allclose(endog, arr, rtol=1e-12, atol=0):
-        raise ValueError(
-            f"X_pre ({arr.shape}) is not the data this statsmodels Factor was fitted on "
-            f"({endog.shape}): pass the same rows, in the same order.")
+    arr = _same_data(model.endog, X_pre, "statsmodels Factor was fitted on")
     T = np.asarray(results.rotation_matrix, dtype=float)
     L0, L = np.asarray(model.loadings), np.asarray(results.loadings)
     if not (np.allclose(T.T @ T, np.eye(T.shape[0]), atol=1e-8)
@@ -473,6 +463,17 @@ def _check_rows(n_fitted: int, m: int, name: str) -> None:
     if int(n_fitted) != m:
         raise ValueError(f"The {name} was fitted on {int(n_fitted)} rows but X_pre has {m}: "
                          "pass the rows it was fitted on.")
+
+
+def _same_data(data, X_pre, what: str) -> np.ndarray:
+    """``X_pre`` as an array, checked to be the model's own data."""
+    arr = as_float_matrix(X_pre, "X_pre")
+    data = np.asarray(data, dtype=float)
+    if data.shape != arr.shape or not np.allclose(data, arr, rtol=1e-12, atol=0):
+        raise ValueError(
+            f"X_pre ({arr.shape}) is not the data this {what} ({data.shape}): pass the "
+            "same rows, in the same order.")
+    return arr
 
 
 def _check_mean(mean, arr: np.ndarray, name: str) -> None:

@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from .._validation import as_float_matrix
+from .._validation import as_float_matrix, positive_number
 from ..exceptions import ConvergenceWarning, IdentificationWarning
 from ..symmetry import Orthogonal
 from .base import DEFAULT_CHUNK_ROWS
@@ -325,10 +325,7 @@ class FactorModel(MEstimatorBase):
                 raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
         if not (isinstance(self.tol, (int, float, np.floating)) and self.tol > 0):
             raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
-        scale = self.feature_scale
-        if not (isinstance(scale, (int, float, np.floating)) and not isinstance(scale, bool)
-                and np.isfinite(scale) and scale > 0):
-            raise ValueError(f"feature_scale must be a positive number; got {scale!r}.")
+        positive_number(self.feature_scale, "feature_scale")
 
     def _check_n_factors(self, k, p: int) -> None:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < p:

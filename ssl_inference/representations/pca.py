@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from .._validation import as_float_matrix
+from .._validation import as_float_matrix, positive_number
 from ..exceptions import IdentificationWarning
 from ..symmetry import Orthogonal, SignFlips
 from .base import DEFAULT_CHUNK_ROWS
@@ -159,10 +159,7 @@ class PCA(MEstimatorBase):
                 "whiten=True needs symmetry='sign': dividing each component by its own "
                 "eigenvalue singles out the eigenvectors, so rotating the subspace "
                 "(symmetry='rotation') would not move whitened features by a rotation.")
-        scale = self.feature_scale
-        if not (isinstance(scale, (int, float, np.floating)) and not isinstance(scale, bool)
-                and np.isfinite(scale) and scale > 0):
-            raise ValueError(f"feature_scale must be a positive number; got {scale!r}.")
+        positive_number(self.feature_scale, "feature_scale")
 
     def fit(self, X, y=None) -> "PCA":
         """Fit mean, (scales,) eigenvectors (and eigenvalues) on the rows ``X`` (m, p)."""
