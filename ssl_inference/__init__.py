@@ -7,6 +7,7 @@
 """
 from . import risk, symmetry, testing
 from .adapters import from_sklearn, from_statsmodels
+from .anova import install_anova_guard
 from .exceptions import (ConvergenceWarning, IdentificationWarning,
                          NonInvariantHypothesisError, NotFittedError)
 from .models import GLM, OLS, WLS, Logit, Poisson, Probit
@@ -15,6 +16,8 @@ from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorBase,
 from .symmetry import align
 
 __version__ = "0.1.0"
+
+install_anova_guard()  # statsmodels' anova_lm refuses several-model tables of two-stage fits
 
 __all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
            "MEstimatorRepresentation", "MEstimatorBase", "Representation", "align",

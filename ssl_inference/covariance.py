@@ -23,33 +23,131 @@ over the units ``u`` that have rows in both samples: labeled rows that are also
 pre-training rows (``pretrain_index``), or, with clusters, every cluster whose label
 appears in both ``groups`` and ``pretrain_groups`` (``A_u``, ``B_u``: the unit's summed
 second-stage and first-stage influences), whether or not rows overlap.
+
+Small-sample factors (``linearmodels``' ``debiased`` is the model: each part is
+scaled by its own sample's cluster-count factor). Every part is a sum over units of
+outer products of influences, so the factors are applied to the influences:
+
+* labeled rows: statsmodels' weight ``c_j`` of the chosen second-stage estimator
+  (:func:`labeled_influence_weights`; ``Cov_2`` is statsmodels' own);
+* pre-training rows: ``c_pre = G_pre / (G_pre - 1)``, ``G_pre`` the number of
+  pre-training clusters (``m`` without clusters; with ``G = n`` singleton clusters
+  CRV1 is HC1, so rows and clusters follow one rule). The parameter-count factor
+  ``(m - 1)/(m - q)`` of CRV1 is left out: the first-stage influence lives in the
+  quotient of a possibly high-dimensional parameter space, where ``q`` is no
+  degrees-of-freedom count;
+* cross: ``sum_u sqrt(c_u) A_u sqrt(c_pre) B_u'`` plus its transpose.
+
+Total: ``Cov_2 + c_pre P + sqrt(c_pre) X_c`` with ``P`` and ``X_c`` the unscaled
+pre-training and cross parts (``X_c`` built from the weighted ``a_j``). Without a
+small-sample correction of the second stage (HC0, ``use_correction=False``) all
+factors are 1: the plain stacked M-estimation sandwich.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from .representations.base import Representation
 
-__all__ = ["CovarianceSpec", "TwoStageCovariance", "VarianceParts"]
+__all__ = ["COV_OPTIONS_DOC", "CovarianceSpec", "TwoStageCovariance", "VarianceParts",
+           "labeled_influence_weights"]
 
-SECOND_STAGE_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster")
-COV_TYPES = ("two-stage", "naive", "bootstrap")
-COV_KWDS = {"two-stage": ("second_stage", "groups", "pretrain_groups"),
-            "naive": ("second_stage", "groups", "pretrain_groups"),
-            "bootstrap": ("reps", "seed", "alpha", "groups", "pretrain_groups")}
+SECOND_STAGE_TYPES = ("nonrobust", "HC0", "HC1", "HC2", "HC3", "cluster", "HAC")
+#: the cov_kwds of each second-stage estimator (statsmodels' names and meanings)
+SECOND_STAGE_KWDS = {"nonrobust": (), "HC0": (), "HC1": (), "HC2": (), "HC3": (),
+                     "cluster": ("groups", "use_correction"),
+                     "HAC": ("maxlags", "kernel", "use_correction")}
+ESTIMATOR_KWDS = ("groups", "use_correction", "maxlags", "kernel")
+HAC_KERNELS = ("bartlett", "uniform")
+COV_TYPES = ("two-stage", "naive", "bootstrap") + SECOND_STAGE_TYPES
+COV_KWDS = {"two-stage": ("second_stage", *ESTIMATOR_KWDS, "pretrain_groups"),
+            "naive": ("second_stage", *ESTIMATOR_KWDS, "pretrain_groups"),
+            "bootstrap": ("reps", "seed", "alpha", "groups", "pretrain_groups"),
+            **{name: (*keys, "pretrain_groups") for name, keys in SECOND_STAGE_KWDS.items()}}
+
+#: The ``cov_type`` / ``cov_kwds`` documentation shared by every two-stage ``fit``.
+COV_OPTIONS_DOC = """\
+cov_type : str, optional
+    How the covariance of the coefficients is estimated. Every option but
+    ``"naive"`` includes the first stage:
+
+    * ``"two-stage"`` (default with a representation): the second-stage
+      covariance chosen by ``cov_kwds["second_stage"]`` plus the first-stage
+      (pre-training) term and, when units have rows in both samples (overlapping
+      rows, or clusters present in both ``groups`` and ``pretrain_groups``), the
+      cross term (THEORY.md §3).
+    * statsmodels' names ``"nonrobust"``, ``"HC0"``, ``"HC1"``, ``"HC2"``,
+      ``"HC3"``, ``"cluster"``, ``"HAC"``: ``"two-stage"`` with that second-stage
+      estimator; ``fit(cov_type="HC1")`` is ``fit(cov_kwds={"second_stage":
+      "HC1"})``. The summary's "Covariance Type:" then reads e.g.
+      ``two-stage HC1``.
+    * ``"naive"``: exactly what statsmodels reports for the same second stage
+      (``second_stage`` and its keys as below), the learned features treated as
+      known.
+    * ``"bootstrap"``: two-sample bootstrap; both samples are resampled and the
+      representation is refitted and aligned to this fit's gauge in each
+      replicate.
+cov_kwds : dict, optional
+    Options of ``cov_type``; a key that does not belong to it raises
+    ``ValueError``.
+
+    * ``second_stage`` ("two-stage", "naive"): the second-stage estimator,
+      ``"nonrobust"`` (default), ``"HC0"``, ``"HC1"``, ``"HC2"``, ``"HC3"``,
+      ``"cluster"`` or ``"HAC"``. GLM, Logit, Probit and Poisson second stages
+      take ``"nonrobust"``, ``"HC0"`` and ``"cluster"`` only (statsmodels
+      computes HC0 whatever HC number is named there; ``"naive"`` keeps its
+      behaviour); ``"HAC"`` is for OLS/WLS.
+    * ``groups`` ("cluster", "bootstrap"): cluster labels of the labeled rows,
+      one per row (or a column name of ``data`` with formulas). With
+      "bootstrap" the labeled clusters are resampled.
+    * ``use_correction`` ("cluster", "HAC"): statsmodels' small-sample
+      correction of the second stage (default True for "cluster": CRV1, False
+      for "HAC"). It also switches the first-stage factor (below).
+    * ``maxlags`` ("HAC", required): the highest lag of the Newey-West kernel;
+      the labeled rows must be in time order. ``kernel``: ``"bartlett"``
+      (default) or ``"uniform"``. With overlap (``pretrain_index``) HAC is
+      refused: the serial dependence of the labeled rows would carry into the
+      pre-training rows they share, whose time order the first stage does not
+      know.
+    * ``pretrain_groups`` (every cov_type): cluster labels of the pre-training
+      rows, one per row of ``X_pre``; the first-stage term sums the influences of
+      a cluster before squaring (the bootstrap resamples these clusters). Labels
+      equal across ``groups`` and ``pretrain_groups`` denote the same cluster,
+      with or without overlapping rows: its influences from both samples are
+      summed (the cross term), and overlapping rows must carry the same label in
+      both arrays.
+    * ``reps`` ("bootstrap"): number of replicates (default 999); ``seed``:
+      makes them reproducible; ``alpha``: level of the percentile intervals
+      (default 0.05).
+
+    Small-sample factors: the second-stage part carries statsmodels' own
+    (``df_resid`` in the nonrobust scale, ``n/(n-d)`` for HC1, leverage for
+    HC2/HC3, ``G/(G-1) (n-1)/(n-d)`` for CRV1). The first-stage part is
+    multiplied by ``G_pre/(G_pre-1)`` (``G_pre`` pre-training clusters, or
+    ``m`` rows), and the overlap term by the square root of the product of
+    both samples' factors, unless the second stage is uncorrected (``"HC0"``,
+    or ``use_correction=False``): then no factor anywhere, which is the
+    stacked M-estimation sandwich.
+"""
 
 
 @dataclass(frozen=True)
 class CovarianceSpec:
     """A validated ``cov_type`` / ``cov_kwds`` pair.
 
+    statsmodels' names (``"HC1"``, ``"cluster"``, ...) are normalised to
+    ``cov_type="two-stage"`` with that ``second_stage``.
+
     Examples
     --------
     >>> CovarianceSpec.parse("two-stage", {"second_stage": "HC1"}).statsmodels_cov_type
     'HC1'
+    >>> spec = CovarianceSpec.parse("HAC", {"maxlags": 4})
+    >>> spec.cov_type, spec.label, spec.statsmodels_cov_kwds(None)
+    ('two-stage', 'two-stage HAC', {'maxlags': 4, 'kernel': 'bartlett', 'use_correction': False})
     """
 
     cov_type: str
@@ -59,16 +157,24 @@ class CovarianceSpec:
     reps: int = 999
     seed: object = None
     alpha: float = 0.05
+    maxlags: int | None = None
+    kernel: str = "bartlett"
+    use_correction: bool | None = None
 
     @classmethod
-    def parse(cls, cov_type, cov_kwds) -> "CovarianceSpec":
+    def parse(cls, cov_type, cov_kwds, *,
+              unsupported: dict[str, str] | None = None) -> "CovarianceSpec":
+        """Validate ``cov_type`` and ``cov_kwds``.
+
+        ``unsupported`` maps second-stage estimators a model does not offer with a
+        first stage to the reason (``cov_type="naive"`` still reaches statsmodels).
+        """
         if cov_type not in COV_TYPES:
             raise ValueError(
                 f"cov_type must be one of {COV_TYPES}; got {cov_type!r}. 'two-stage' adds the "
-                "first-stage uncertainty to the second-stage covariance; 'naive' reproduces "
-                "plain statsmodels; 'bootstrap' resamples both samples and refits. Choose the "
-                "second-stage estimator with cov_kwds={'second_stage': 'HC1'} (or "
-                "'nonrobust', 'HC0'-'HC3', 'cluster')."
+                "first-stage uncertainty to the second-stage covariance (statsmodels' names "
+                "such as 'HC1' or 'cluster' select that second-stage estimator); 'naive' "
+                "reproduces plain statsmodels; 'bootstrap' resamples both samples and refits."
             )
         cov_kwds = {} if cov_kwds is None else dict(cov_kwds)
         unknown = sorted(set(cov_kwds) - set(COV_KWDS[cov_type]))
@@ -79,11 +185,16 @@ class CovarianceSpec:
             )
         if cov_type == "bootstrap":
             return cls._parse_bootstrap(cov_kwds)
+        if cov_type in SECOND_STAGE_TYPES:
+            cov_kwds["second_stage"], cov_type = cov_type, "two-stage"
         second = cov_kwds.get("second_stage", "nonrobust")
         if second not in SECOND_STAGE_TYPES:
             raise ValueError(
                 f"cov_kwds['second_stage'] must be one of {SECOND_STAGE_TYPES}; got {second!r}."
             )
+        if cov_type != "naive" and second in (unsupported or {}):
+            raise ValueError(f"second_stage={second!r} is not available with a first stage "
+                             f"here: {unsupported[second]}")
         groups = cov_kwds.get("groups")
         if (second == "cluster") != (groups is not None):
             raise ValueError(
@@ -91,7 +202,38 @@ class CovarianceSpec:
                 "second_stage='cluster' and only with it: "
                 + ("pass groups=..." if groups is None else "set second_stage='cluster'") + "."
             )
-        return cls(cov_type, second, groups, cov_kwds.get("pretrain_groups"))
+        misplaced = sorted(set(cov_kwds) & set(ESTIMATOR_KWDS) - set(SECOND_STAGE_KWDS[second]))
+        if misplaced:
+            owners = sorted({name for key in misplaced for name, keys in
+                             SECOND_STAGE_KWDS.items() if key in keys})
+            raise ValueError(f"cov_kwds {misplaced} do not apply to second_stage={second!r}; "
+                             f"they belong to {owners}.")
+        return cls(cov_type, second, groups, cov_kwds.get("pretrain_groups"),
+                   **cls._estimator_options(second, cov_kwds))
+
+    @staticmethod
+    def _estimator_options(second: str, cov_kwds: dict) -> dict:
+        """``maxlags``, ``kernel`` and ``use_correction`` (statsmodels' defaults)."""
+        out = {}
+        if second in ("cluster", "HAC"):
+            correction = cov_kwds.get("use_correction", second == "cluster")
+            if not isinstance(correction, (bool, np.bool_)):
+                raise ValueError(f"cov_kwds['use_correction'] must be True or False; got "
+                                 f"{correction!r}.")
+            out["use_correction"] = bool(correction)
+        if second == "HAC":
+            maxlags = cov_kwds.get("maxlags")
+            if (not isinstance(maxlags, (int, np.integer)) or isinstance(maxlags, bool)
+                    or maxlags < 0):
+                raise ValueError(
+                    "cov_type='HAC' needs cov_kwds['maxlags'], the highest lag of the "
+                    f"Newey-West kernel (an integer >= 0); got {maxlags!r}.")
+            kernel = cov_kwds.get("kernel", "bartlett")
+            if kernel not in HAC_KERNELS:
+                raise ValueError(f"cov_kwds['kernel'] must be one of {HAC_KERNELS}; got "
+                                 f"{kernel!r}.")
+            out.update(maxlags=int(maxlags), kernel=kernel)
+        return out
 
     @classmethod
     def _parse_bootstrap(cls, cov_kwds) -> "CovarianceSpec":
@@ -109,7 +251,78 @@ class CovarianceSpec:
         return self.second_stage
 
     def statsmodels_cov_kwds(self, groups) -> dict | None:
-        return {"groups": groups} if self.second_stage == "cluster" else None
+        """The ``cov_kwds`` statsmodels' ``fit`` gets for the second stage."""
+        if self.second_stage == "cluster":
+            return {"groups": groups, "use_correction": self.use_correction}
+        if self.second_stage == "HAC":
+            return {"maxlags": self.maxlags, "kernel": self.kernel,
+                    "use_correction": self.use_correction}
+        return None
+
+    @property
+    def label(self) -> str:
+        """The summary's "Covariance Type:" (18 characters at most)."""
+        if self.cov_type == "two-stage" and self.second_stage != "nonrobust":
+            return f"two-stage {self.second_stage}"
+        return self.cov_type
+
+    @property
+    def small_sample(self) -> bool:
+        """Whether the first-stage and overlap parts carry small-sample factors.
+
+        They do exactly when the second-stage estimator does: not for ``"HC0"``, and
+        for ``"cluster"`` / ``"HAC"`` as ``use_correction`` says.
+        """
+        if self.second_stage == "HC0":
+            return False
+        if self.second_stage in ("cluster", "HAC"):
+            return bool(self.use_correction)
+        return True
+
+    def with_second_stage(self, second_stage: str) -> "CovarianceSpec":
+        """This specification with another (keyword-free) second-stage estimator."""
+        return replace(self, second_stage=second_stage, groups=None, maxlags=None,
+                       kernel="bartlett", use_correction=None)
+
+
+def labeled_influence_weights(spec: CovarianceSpec, *, nobs: float, df_resid: float,
+                              k_params: int, groups=None, leverage=None):
+    r"""statsmodels' small-sample weight ``c_j`` of each labeled row's influence.
+
+    The second-stage estimator is ``sum_units (sqrt(c_j) a_j)(sqrt(c_j) a_j)'`` in
+    statsmodels (for the robust estimators), with
+
+    * HC1: ``c = n / df_resid``; HC2: ``c_j = 1 / (1 - h_j)``; HC3:
+      ``c_j = 1 / (1 - h_j)^2`` (``h_j`` the leverage of row j);
+    * cluster with ``use_correction``: ``c = G / (G - 1) (n - 1) / (n - d)``
+      (CRV1, ``G`` labeled clusters); HAC with ``use_correction``: ``n / (n - d)``;
+    * nonrobust (its correction is the ``df_resid`` of the scale, not a weight of
+      the influences), HC0 and uncorrected cluster/HAC: ``c = 1``.
+
+    ``nobs`` counts rows, as statsmodels' sandwiches do (also with frequency weights).
+    The overlap term uses the labeled influences weighted the same way, so that the
+    total stays a sum over units of (weighted influence)(weighted influence)', a
+    positive semi-definite matrix, and the HC2/HC3 leverage adjustment applies to each
+    labeled unit's whole influence; the unweighted influences there would combine two
+    different estimates of the same unit's contribution.
+
+    Examples
+    --------
+    >>> spec = CovarianceSpec.parse("HC1", None)
+    >>> labeled_influence_weights(spec, nobs=100, df_resid=96, k_params=4)
+    1.0416666666666667
+    """
+    second = spec.second_stage
+    if second == "HC1":
+        return nobs / df_resid
+    if second in ("HC2", "HC3"):
+        return (1.0 - leverage) ** (-1.0 if second == "HC2" else -2.0)
+    if second == "cluster" and spec.use_correction:
+        n_groups = len(pd.unique(np.asarray(groups)))
+        return n_groups / (n_groups - 1.0) * (nobs - 1.0) / (nobs - k_params)
+    if second == "HAC" and spec.use_correction:
+        return nobs / (nobs - k_params)
+    return 1.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +364,10 @@ class TwoStageCovariance:
         without overlapping rows.
     chunk_rows : int
         Pre-training rows per streamed chunk.
+    small_sample : bool
+        Scale the pre-training part by :attr:`pretrain_factor` and the cross term
+        by its square root (``second_influence`` then carries the labeled rows'
+        weights ``sqrt(c_j)``, see the module docstring).
     """
 
     representation: Representation
@@ -161,6 +378,7 @@ class TwoStageCovariance:
     groups: np.ndarray | None = None
     pretrain_groups: np.ndarray | None = None
     chunk_rows: int = 8192
+    small_sample: bool = False
     _pre_codes: tuple | None = field(default=None, init=False, repr=False)
     _cross_units: tuple | None = field(default=None, init=False, repr=False)
 
@@ -203,6 +421,26 @@ class TwoStageCovariance:
         """Whether some unit (row or cluster) has rows in both samples."""
         return self._cross_units is not None
 
+    @property
+    def n_pretrain_units(self) -> int:
+        """``G_pre``: pre-training clusters, or rows when they are not clustered."""
+        if self._pre_codes is not None:
+            return len(self._pre_codes[1])
+        return int(self.representation.nobs_)
+
+    @property
+    def pretrain_factor(self) -> float:
+        """``c_pre = G_pre / (G_pre - 1)`` with ``small_sample``, else 1."""
+        if not self.small_sample:
+            return 1.0
+        units = self.n_pretrain_units
+        if units < 2:
+            raise ValueError("The pre-training rows form a single cluster: the first-stage "
+                             "variance cannot be estimated from one cluster. Pass "
+                             "pretrain_groups with at least two clusters (many more for a "
+                             "reliable estimate).")
+        return units / (units - 1.0)
+
     def parts(self, L_beta: np.ndarray | None = None, L_theta: np.ndarray | None = None,
               *, diag: bool = False) -> VarianceParts:
         """Covariance parts of ``f = L_beta beta + L_theta theta`` (identity: beta itself).
@@ -224,7 +462,8 @@ class TwoStageCovariance:
         else:
             fine = L_beta @ self.cov_second @ L_beta.T
         pre, cross = self._pretraining_and_cross(K, L_beta, diag)
-        return VarianceParts(fine, pre, cross)
+        factor = self.pretrain_factor
+        return VarianceParts(fine, factor * pre, np.sqrt(factor) * cross)
 
     def _pretraining_and_cross(self, K, L_beta, diag):
         rep = self.representation

@@ -62,7 +62,7 @@ def rand_act(n_pretrain: int = 1000, n_labeled: int = 1000, seed: int = 0,
     rep = PCA(n_components).fit(split.pretrain)
     model = smf.ols(FORMULA, split.labeled, representation=rep, features=split.feature_columns)
     naive = model.fit(cov_type="naive", cov_kwds={"second_stage": "HC1"})
-    two = model.fit(cov_kwds={"second_stage": "HC1"})
+    two = model.fit(cov_type="HC1")  # two-stage, with statsmodels' HC1 second stage
     ratio = two.bse / naive.bse
     shares = two.variance_decomposition()["pretraining_share"]
     worst = ratio.idxmax()

@@ -7,7 +7,7 @@ from __future__ import annotations
 __all__ = ["NotFittedError", "IdentificationWarning", "ConvergenceWarning",
            "NonInvariantHypothesisError", "NonDifferentiableDesignError",
            "GaugeDependentDesignError", "GaugeDependentWarning", "PretrainDataModifiedError",
-           "RepresentationCheckError", "UnsupportedEstimatorError",
+           "FirstStageBlindError", "RepresentationCheckError", "UnsupportedEstimatorError",
            "PolishedEstimateWarning"]
 
 
@@ -80,6 +80,17 @@ class PretrainDataModifiedError(RuntimeError):
     A fitted representation keeps a read-only reference to ``X_pre`` (not a copy) and
     checks a fingerprint of its bytes before every use; first-stage influences of
     changed rows would not belong to the fitted parameters. Refit, or fit on a copy.
+    """
+
+
+class FirstStageBlindError(NotImplementedError):
+    """A statsmodels method whose numbers would ignore the first stage.
+
+    Raised by two-stage results (and models) for methods that treat the learned
+    features as known data and have no two-stage version, e.g. ``get_influence``,
+    ``compare_lr_test``, ``score_test`` or ``fit_regularized``. The message names the
+    two-stage alternative; ``fit(cov_type="naive")`` gives statsmodels' own results,
+    where these methods work as in statsmodels.
     """
 
 

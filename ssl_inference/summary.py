@@ -12,6 +12,44 @@ from statsmodels.iolib.table import SimpleTable
 from .invariance import gauge_dependent_columns
 
 
+def covariance_description(spec, covariance) -> str:
+    """The "description" note of a two-stage covariance: estimators and small-sample factors.
+
+    Examples
+    --------
+    >>> import numpy as np, ssl_inference as ssi
+    >>> from ssl_inference.covariance import CovarianceSpec, TwoStageCovariance
+    >>> rep = ssi.PCA(1).fit(np.random.default_rng(0).normal(size=(50, 3)))
+    >>> engine = TwoStageCovariance(rep, np.zeros((1, 6)), np.eye(1), np.zeros((4, 1)),
+    ...                             small_sample=True)
+    >>> print(covariance_description(CovarianceSpec.parse("HC1", None), engine))
+    Two-stage standard errors: second-stage HC1 covariance (statsmodels) plus the first-stage (PCA, m=50) term. Small-sample factors: statsmodels' on the second-stage part; G/(G-1) = 1.0204 on the first-stage part (G = 50 pre-training rows).
+    """
+    rep = covariance.representation
+    text = (f"Two-stage standard errors: second-stage {spec.second_stage} covariance "
+            f"(statsmodels) plus the first-stage ({type(rep).__name__}, m={rep.nobs_}) term.")
+    if not covariance.small_sample:
+        return text + (" No small-sample factors (an uncorrected second stage, so none on "
+                       "the first-stage part either).")
+    units = covariance.n_pretrain_units
+    kind = "clusters" if covariance.pretrain_groups is not None else "rows"
+    text += (f" Small-sample factors: statsmodels' on the second-stage part; G/(G-1) = "
+             f"{covariance.pretrain_factor:.4f} on the first-stage part (G = {units} "
+             f"pre-training {kind})")
+    if covariance.has_cross:
+        text += "; the square root of both samples' factors on the overlap part"
+    return text + "."
+
+
+def second_stage_label(spec) -> str:
+    """The summary's "Second-stage cov:" entry, e.g. ``HC1``, ``HAC (4 lags)``."""
+    if spec.cov_type == "bootstrap":
+        return f"bootstrap ({spec.reps})"
+    if spec.second_stage == "HAC":
+        return f"HAC ({spec.maxlags} lags)"
+    return spec.second_stage
+
+
 def first_stage_items(res) -> tuple[list, list]:
     """Left and right (label, [value]) rows describing the first stage."""
     model, rep = res.model, res.model.representation
@@ -22,8 +60,7 @@ def first_stage_items(res) -> tuple[list, list]:
             ("Labeled rows n:", [str(int(res.nobs))]),
             ("Features k:", [str(rep.n_features_out_)])]
     right = [("Symmetry group:", [rep.symmetry_.symbol]),
-             ("Second-stage cov:", [f"bootstrap ({res._spec.reps})"
-                                    if res.cov_type == "bootstrap" else res._spec.second_stage]),
+             ("Second-stage cov:", [second_stage_label(res._spec)]),
              ("Overlapping rows:", [n_overlap]),
              ("X_pre clustered:", [_pretrain_clusters(res)])]
     return left, right
@@ -78,7 +115,7 @@ def notes(res) -> list[str]:
             f"{shared} clusters have rows in both samples (labels present in both groups "
             f"and pretrain_groups); each {how}. If the two samples' labels name different "
             "clusters, make them distinct.")
-    if res.cov_type not in ("two-stage", "bootstrap"):
+    if res._spec.cov_type == "naive":
         lines.append("These SEs are naive: they ignore that the features were estimated on "
                      "X_pre. Use cov_type='two-stage' for valid inference.")
     return lines
@@ -153,7 +190,7 @@ def extend_summary2(res, smry):
         hidden = params.columns[2:]
         params[hidden] = params[hidden].astype(object)
         params.loc[names, hidden] = "--"
-        params.rename(index={n: f"{n}*" for n in names}, inplace=True)
+        smry.tables[1] = params.rename(index={n: f"{n}*" for n in names})
     left, right = first_stage_items(res)
     smry.add_dict({label: value[0] for label, value in left + right})
     smry.add_df(inflation_frame(res), float_format="%.4g")

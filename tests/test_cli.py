@@ -70,7 +70,7 @@ def test_demo_numbers_are_computed(capsys):
     assert cli.main(["demo", "--pretrain-rows", "300", "--labeled-rows", "400"]) == 0
     out = capsys.readouterr().out
     assert "NAIVE (plain statsmodels)" in out and "TWO-STAGE (ssl_inference)" in out
-    assert "Covariance Type:            two-stage" in out
+    assert "Covariance Type:        two-stage HC1" in out
     assert "Covariance Type:                  HC1" in out
     act1 = demo.rand_act(300, 400)
     res, risk = act1.results["two-stage"], act1.results["risk"]

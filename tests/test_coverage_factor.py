@@ -7,12 +7,19 @@ configuration of the benchmark grid where the first stage matters most: skewed
 and prediction SEs by ~1.4-1.6, and only the sandwich (not the Gaussian information)
 gets the first-stage variance right.
 
-Band: with R replications the Monte Carlo SE of a 95% coverage is
+Coverage band: with R replications the Monte Carlo SE of a 95% coverage is
 ``sqrt(0.95 * 0.05 / R)`` (0.77 points at R = 800); the two-stage coverage of every
 target must lie within 3 MC SE of 95% ([92.7%, 97.3%]). A correct implementation fails
-one check with probability ~0.3% (the run is seeded, so the outcome is fixed); an SE off
-by 10% moves coverage by ~2 points and would typically fail. The naive coverage (first
-stage treated as known) must be below the band for the three interval targets.
+one check with probability ~0.3% (the run is seeded, so the outcome is fixed). The naive
+coverage (first stage treated as known) must be below the band for the three interval
+targets.
+
+SE/SD band: the coverage band alone barely sees an SE that is too *large* (10% too large
+covers 96.9%: detected with probability ~0.25; 15% too large ~0.69). So the mean
+two-stage SE divided by the Monte Carlo SD of the estimates must also be within 0.08 of
+1 (3 MC SEs of a Monte Carlo SD, ``1 / sqrt(2R)`` = 2.5% at R = 800): per target this
+detects an SE 15% too large or too small with probability ~0.99, 10% too large ~0.77,
+10% too small ~0.81.
 """
 from __future__ import annotations
 
@@ -30,6 +37,8 @@ MC_SE = np.sqrt(0.95 * 0.05 / REPS)
 BAND = (0.95 - 3 * MC_SE, 0.95 + 3 * MC_SE)
 
 bench = load_benchmark("coverage_factor")
+coverage = load_benchmark("_coverage")
+SE_SD_TOL = coverage.se_sd_tolerance(REPS)  # 0.08
 
 
 def test_design_is_recovered_by_a_large_sample():
@@ -45,6 +54,7 @@ def test_design_is_recovered_by_a_large_sample():
         np.testing.assert_allclose(Q @ Q.T, np.eye(bench.K), atol=0.03)
 
 
+@pytest.mark.slow
 def test_coverage_skewed_m_much_smaller_than_n():
     df = bench.simulate(2000, 400, "skewed", REPS, seed=[2026, 4])
     assert df["warning_rate"].max() == 0
@@ -53,6 +63,9 @@ def test_coverage_skewed_m_much_smaller_than_n():
         f"two-stage coverage outside [{BAND[0]:.4f}, {BAND[1]:.4f}]:\n"
         + df.loc[~ok, ["target", "coverage_two_stage", "sd_est",
                        "mean_se_two_stage"]].to_string())
+    off = coverage.se_sd_outside(df[df["target"] != "wald_null"], SE_SD_TOL)
+    assert off.empty, (f"mean two-stage SE / MC SD more than {SE_SD_TOL} from 1:\n"
+                       + off[["target", "se/sd"]].to_string())
     intervals = df[df["target"].isin(["const", "z", "pred"])]
     assert (intervals["coverage_naive"] < BAND[0]).all(), intervals[
         ["target", "coverage_naive"]].to_string()

@@ -8,12 +8,18 @@ configurations where the first stage matters (naive coverage 20-75%):
 * ``null-block`` model, n = 12000, m = 3000, 400 replications (covariate, intercept,
   prediction, and the size of the Wald test of the whole learned block).
 
-Band: with R replications the Monte Carlo SE of a 95% coverage is
+Coverage band: with R replications the Monte Carlo SE of a 95% coverage is
 ``sqrt(0.95 * 0.05 / R)`` (0.97 points at R = 500, 1.09 at R = 400); every two-stage
 coverage must lie within 3 MC SE of 95%. A correct implementation fails a single check
-with probability ~0.3% (the run is seeded, so the outcome is fixed); an SE that is 15%
-too small or too large moves coverage to ~91% or ~97.5% and would typically fail. The
-naive coverage must lie *below* the band for every target.
+with probability ~0.3% (the run is seeded, so the outcome is fixed). The naive coverage
+must lie *below* the band for every target.
+
+SE/SD band: the coverage band alone barely sees an SE that is too *large* (15% too large
+covers 97.6%: detected with probability ~0.3 at R = 500, ~0.2 at R = 400). So the mean
+two-stage SE divided by the Monte Carlo SD of the estimates must also be within 0.10 of
+1 at R = 500 and 0.11 at R = 400 (3 MC SEs of a Monte Carlo SD, ``1 / sqrt(2R)``): per
+target this detects an SE 15% too large with probability ~0.92 (R = 500) / ~0.84
+(R = 400), 15% too small ~0.97 / ~0.91, 10% off either way only ~0.5 / ~0.4.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import ssl_inference as ssi
 from .conftest import load_benchmark
 
 bench = load_benchmark("coverage_spectral")
+coverage = load_benchmark("_coverage")
 
 
 @pytest.fixture(autouse=True)
@@ -54,6 +61,10 @@ def _check(df, reps):
     assert ok.all(), (f"two-stage coverage outside [{lo:.4f}, {hi:.4f}]:\n"
                       + df.loc[~ok, ["model", "target", "coverage_two_stage", "sd_est",
                                      "mean_se_two_stage"]].to_string())
+    tol = coverage.se_sd_tolerance(reps)
+    off = coverage.se_sd_outside(df[df["target"] != "block"], tol)
+    assert off.empty, (f"mean two-stage SE / MC SD more than {tol} from 1:\n"
+                       + off[["model", "target", "se/sd"]].to_string())
     assert (df["coverage_naive"] < lo).all(), (
         "naive coverage should be below the band where the first stage matters:\n"
         + df[["model", "target", "coverage_naive"]].to_string())
@@ -79,12 +90,14 @@ def test_design_targets_are_the_population_fit_in_the_package_gauge():
         assert pred == pytest.approx(truth["pred"], abs=0.05)
 
 
+@pytest.mark.slow
 def test_coverage_signal_model():
     reps = 500
     df = bench.simulate(bench.Config("signal", 3000, 3000), reps, seed=[2026, 1])
     _check(df, reps)
 
 
+@pytest.mark.slow
 def test_coverage_null_block_model():
     reps = 400
     df = bench.simulate(bench.Config("null-block", 12000, 3000), reps, seed=[2026, 2])

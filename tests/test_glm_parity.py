@@ -129,7 +129,8 @@ def test_fine_tuning_part_is_statsmodels_covariance(gproblem, name, second):
     np.testing.assert_allclose(res.cov_params() - res._parts.pretraining, plain.cov_params(),
                                rtol=1e-10, atol=1e-14)
     assert (decomposition["pretraining"] > 0).all()
-    assert res.cov_type == "two-stage" and res.use_t is False
+    label = "two-stage" if second == "nonrobust" else f"two-stage {second}"
+    assert res.cov_type == label and res.use_t is False
 
 
 # --------------------------------------------------------- equivalences between models
@@ -453,7 +454,13 @@ def test_pandas_output_and_names(gproblem):
     assert list(res.bse_naive.index) == list(res.params.index)
     cov = res.cov_params_naive()
     assert isinstance(cov, pd.DataFrame) and list(cov.columns) == list(res.params.index)
-    assert isinstance(res.variance_decomposition(), pd.DataFrame)
+    # labelled like params; each label's fine-tuning part is plain statsmodels' variance
+    plain = sm_formula.glm("yb ~ pc1 + z + pc0 + treat", _augmented(df, rep, cols),
+                           family=F.Binomial()).fit()                # another column order
+    decomposition = res.variance_decomposition()
+    assert list(decomposition.index) == list(res.params.index)
+    np.testing.assert_allclose(decomposition["fine_tuning"],
+                               plain.bse[decomposition.index] ** 2, rtol=1e-8)
     arr = _array_fit("logit", df, rep, cols)
     assert arr.model.exog_names == ["const", "x1", "x2", "pc0", "pc1"]
     assert isinstance(arr.bse_naive, np.ndarray)
@@ -540,7 +547,7 @@ def test_get_robustcov_results_keeps_two_stage(gproblem):
     hc0 = res.get_robustcov_results("HC0")
     direct = _fit("glm-binomial", df, rep, cols, cov_kwds={"second_stage": "HC0"})
     np.testing.assert_allclose(hc0.bse, direct.bse.to_numpy(), rtol=1e-12)
-    assert hc0.cov_type == "two-stage"
+    assert hc0.cov_type == "two-stage HC0"
 
 
 # -------------------------------------------------------------------------- bad input
@@ -585,7 +592,8 @@ def test_unknown_fit_keyword(gproblem):
 
 
 @pytest.mark.parametrize("cov_type, cov_kwds, message", [
-    ("HC1", None, r"cov_type must be one of"),
+    ("HC4", None, r"cov_type must be one of"),
+    ("HC1", None, r"statsmodels computes HC0 for GLM and discrete models"),
     ("two-stage", {"secondstage": "HC1"}, r"Unknown cov_kwds \['secondstage'\]"),
     ("two-stage", {"second_stage": "HC4"}, r"must be one of \('nonrobust'"),
     ("two-stage", {"second_stage": "cluster"}, "pass groups="),

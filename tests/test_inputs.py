@@ -419,7 +419,7 @@ def test_get_robustcov_results_keeps_the_fit_options(fitted, capsys):
     np.testing.assert_allclose(robust.params, np.asarray(early.params), rtol=1e-12)
     newton = model.fit(disp=0)
     assert np.abs(np.asarray(newton.params) - np.asarray(early.params)).max() > 1e-3
-    assert robust.cov_type == "two-stage" and robust._spec.second_stage == "HC0"
+    assert robust.cov_type == "two-stage HC0" and robust._spec.second_stage == "HC0"
     # use_t follows the result unless given
     res = smf.ols("y ~ z", df, representation=rep, features=cols).fit(use_t=True)
     assert res.get_robustcov_results("HC1").use_t is True

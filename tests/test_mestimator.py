@@ -22,7 +22,7 @@ import pytest
 import statsmodels.api as sm
 
 import ssl_inference as ssi
-from ssl_inference.representations.linearization import horizontal_inverse
+from ssl_inference.representations.linearization import equilibration, horizontal_inverse
 from ssl_inference.representations.numdiff import complex_step_works, jacobian
 from ssl_inference.symmetry import Orthogonal, SignFlips
 
@@ -337,7 +337,21 @@ def test_horizontal_inverse_is_the_restricted_inverse():
     H = Nh @ (B @ B.T)[:3, :3] @ Nh.T + 0.0                # symmetric, null space = span V
     Hinv, rcond = horizontal_inverse(H, V)
     np.testing.assert_allclose(Hinv, np.linalg.pinv(H), atol=1e-10)
-    assert 0 < rcond <= 1
+    # the reciprocal condition is that of the equilibrated S H S on its horizontal space,
+    # whose singular values are the non-zero eigenvalues of S H S
+    S = np.diag(equilibration(H))
+    assert np.abs(S @ np.abs(H) @ S).max(axis=0) == pytest.approx(np.ones(5), abs=1e-5)
+    ev = np.sort(np.abs(np.linalg.eigvalsh(S @ H @ S)))[2:]
+    assert rcond == pytest.approx(ev.min() / ev.max(), rel=1e-10)
+    # so it does not depend on the units of the parameters (the unscaled ratio would)
+    D = np.diag([1e-3, 1.0, 1e3, 1.0, 10.0])
+    Hinv_D, rcond_D = horizontal_inverse(D @ H @ D, np.linalg.solve(D, V))
+    assert rcond_D == pytest.approx(rcond, rel=1e-4)
+    ev_D = np.sort(np.abs(np.linalg.eigvalsh(D @ H @ D)))[2:]
+    assert ev_D.min() / ev_D.max() < 1e-3 * rcond
+    # the inverse itself moves with the units only along the orbit (horizontality is
+    # Euclidean in each parametrisation): H times the difference is zero
+    assert np.abs(H @ (D @ Hinv_D @ D - Hinv) @ H).max() < 1e-8 * np.abs(H).max()
     with pytest.raises(ValueError, match="singular"):
         horizontal_inverse(H, V[:, :1])                    # one flat direction undeclared
 

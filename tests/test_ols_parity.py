@@ -67,7 +67,8 @@ def test_fine_tuning_part_is_statsmodels_covariance(problem, second):
     np.testing.assert_allclose(res.cov_params() - res._parts.pretraining,
                                plain.cov_params(), rtol=1e-10, atol=1e-14)
     assert (decomposition["pretraining"] > 0).all()
-    assert res.cov_type == "two-stage" and res.use_t is False
+    label = "two-stage" if second == "nonrobust" else f"two-stage {second}"
+    assert res.cov_type == label and res.use_t is False
 
 
 @pytest.mark.parametrize("second", ["nonrobust", "HC3"])
@@ -147,7 +148,14 @@ def test_pandas_output_and_names(problem):
         res.params.index)
     cov = res.cov_params_naive()
     assert isinstance(cov, pd.DataFrame) and list(cov.columns) == list(res.params.index)
-    assert isinstance(res.variance_decomposition(), pd.DataFrame)
+    # labelled like params, and each label's fine-tuning part is that coefficient's
+    # variance in plain statsmodels with the features as data columns
+    aug = df.assign(**dict(zip(["pc0", "pc1"], rep.transform(df[cols].to_numpy()).T)))
+    plain = sm_formula.ols("y ~ pc1 + z + pc0", aug).fit()     # another column order
+    decomposition = res.variance_decomposition()
+    assert list(decomposition.index) == list(res.params.index)
+    np.testing.assert_allclose(decomposition["fine_tuning"],
+                               plain.bse[decomposition.index] ** 2, rtol=1e-10)
     arr = ssi.OLS(df["y"].to_numpy(), sm.add_constant(df["z"].to_numpy()), representation=rep,
                   features=df[cols].to_numpy()).fit()
     assert arr.model.exog_names == ["const", "x1", "pc0", "pc1"]
@@ -244,7 +252,12 @@ def test_prediction_delta_method_against_finite_differences(problem):
         cov_kwds={"second_stage": "HC0"})
     expected = np.sqrt((infl_pre ** 2).sum() + (infl_lab ** 2).sum())
     assert hc0.get_prediction(new).se_mean[0] == pytest.approx(expected, rel=1e-5)
-    assert res.get_prediction(new).se_mean[0] > 0
+    # nonrobust and HC0 share the first-stage part: their variances differ by the
+    # second-stage difference w0' (V_nonrobust - V_HC0) w0 alone
+    w0 = np.concatenate([[1.0, z0], rep.transform(x0)[0]])
+    diff = np.asarray(res.cov_params_naive()) - np.asarray(hc0.cov_params_naive())
+    assert res.get_prediction(new).se_mean[0] ** 2 == pytest.approx(
+        hc0.get_prediction(new).se_mean[0] ** 2 + w0 @ diff @ w0, rel=1e-8)
 
 
 def test_get_robustcov_results_keeps_two_stage(problem):
@@ -255,7 +268,7 @@ def test_get_robustcov_results_keeps_two_stage(problem):
     direct = smf.ols("y ~ z", df, representation=rep, features=cols).fit(
         cov_kwds={"second_stage": "HC1"})
     np.testing.assert_allclose(hc1.bse, direct.bse.to_numpy(), rtol=1e-12)
-    assert hc1.cov_type == "two-stage"
+    assert hc1.cov_type == "two-stage HC1"
 
 
 def test_reinstantiated_model_behaves_like_statsmodels(problem):
@@ -294,8 +307,12 @@ def test_summary_has_first_stage_block_and_inflation(problem):
     overlap = smf.ols("y ~ z + treat", df, representation=rep, features=cols,
                       pretrain_index=np.arange(len(df))).fit()
     table = next(t for t in overlap.summary2().tables if "overlap share" in t)
-    vd = overlap.variance_decomposition()
-    assert (vd["overlap"].abs() > 0).all()
-    np.testing.assert_allclose(table["overlap share"], vd["overlap"] / vd["total"], rtol=1e-10)
-    np.testing.assert_allclose(table["pretrain share"], vd["pretraining_share"], rtol=1e-10)
+    # the same fit without overlap has the same fine-tuning and pre-training parts, so
+    # the shares follow from the three fits' public SEs alone
+    total = overlap.bse ** 2
+    expected_overlap = (total - res.bse ** 2) / total
+    assert (expected_overlap.abs() > 1e-3).all()
+    np.testing.assert_allclose(table["overlap share"], expected_overlap, rtol=1e-8)
+    np.testing.assert_allclose(table["pretrain share"],
+                               (res.bse ** 2 - res.bse_naive ** 2) / total, rtol=1e-8)
     assert "<table" in res.summary().as_html()

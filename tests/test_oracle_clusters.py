@@ -11,20 +11,20 @@ Two designs, (a) overlapping rows with clusters and (b) clusters shared by the s
 without any shared row, fitted with
 ``fit(cov_kwds={"second_stage": "cluster", "groups": ..., "pretrain_groups": ...})``.
 
-What is compared, and why this way. statsmodels' cluster covariance of the second stage
-carries the CRV1 factor ``c = G/(G-1) (n-1)/(n-d)``; the first-stage and cross parts of
-the package carry none (how small-sample factors should apply to the whole two-stage
-covariance is being changed separately). So the comparisons use the parts of
-``res._covariance.parts()`` (the covariance engine), never the total that a future
-correction may rescale:
+What is compared, and why this way. The oracle has no small-sample factor, so the
+package is fitted with ``use_correction=False`` (no factor on any part: statsmodels'
+cluster covariance without CRV1's ``G/(G-1) (n-1)/(n-d)``, first-stage and cross parts
+without ``c_pre``; the factors themselves are checked exactly in
+``tests/test_small_sample.py``). Compared, from ``res._covariance.parts()``:
 
-* ``fine_tuning / c`` against a second delicatessen system with only the second-stage
+* ``fine_tuning`` against a second delicatessen system with only the second-stage
   equations at the fitted features, clustered by the labeled clusters (``F0``);
 * ``pretraining + cross`` against ``V_full - F0`` (the first-stage-dependent part);
 * in design (b) also ``cross`` alone, against ``V_full - V_unrelated``, where
   ``V_unrelated`` is the stacked system with the pre-training labels made distinct
   (the same clusters declared unrelated across samples, so no unit has rows in both);
-* ``fine_tuning / c + pretraining + cross`` against ``V_full``.
+* the total ``cov_params()`` against ``V_full``; and the corrected fit's parts are the
+  uncorrected ones times their factors (``c_pre`` and ``sqrt(c_pre c_lab)``).
 
 Measured (seeds below, m=300, n=150, p=5, k=2, 30 pre-training and 30 labeled cluster
 labels, 15 of them shared; exact derivatives): fine-tuning part 2e-15 to 3e-15, first-stage
@@ -125,11 +125,12 @@ def _second_stage_cluster_variance(res, y, groups):
     return est.variance
 
 
-def _fit(problem):
+def _fit(problem, correction=False):
     X_pre, X_lab, y, exog, pidx, groups, pre_groups = problem
     rep = ssi.PCA(K, symmetry="sign").fit(X_pre)
     res = ssi.OLS(y, exog, representation=rep, features=X_lab, pretrain_index=pidx).fit(
-        cov_kwds={"second_stage": "cluster", "groups": groups, "pretrain_groups": pre_groups})
+        cov_type="cluster", cov_kwds={"groups": groups, "pretrain_groups": pre_groups,
+                                      "use_correction": correction})
     return rep, res
 
 
@@ -148,12 +149,19 @@ def test_clustered_two_stage_parts_match_stacked_clusters(overlap):
     V_full = _stacked_cluster_variance(problem, rep, res, pre_groups)
     F0 = _second_stage_cluster_variance(res, y, groups)
 
-    fine0 = parts.fine_tuning / _crv1(res, groups)
-    assert _max_rel(fine0, F0) < 1e-10
+    assert _max_rel(parts.fine_tuning, F0) < 1e-10
     assert _max_rel(parts.pretraining + parts.cross + F0, V_full) < 1e-10
     D_pkg, D_oracle = parts.pretraining + parts.cross, V_full - F0
     assert np.max(np.abs(D_pkg - D_oracle)) < 1e-9 * np.max(np.abs(D_oracle))
-    assert _max_rel(fine0 + parts.pretraining + parts.cross, V_full) < 1e-10
+    assert _max_rel(np.asarray(res.cov_params()), V_full) < 1e-10
+
+    # the default (corrected) fit scales each part by its documented factor
+    _, corrected = _fit(problem, correction=True)
+    c_lab, c_pre = _crv1(res, groups), G_PRE / (G_PRE - 1.0)
+    cp = corrected._covariance.parts()
+    assert _max_rel(cp.fine_tuning, c_lab * parts.fine_tuning) < 1e-10
+    assert _max_rel(cp.pretraining, c_pre * parts.pretraining) < 1e-10
+    assert np.max(np.abs(cp.cross - np.sqrt(c_pre * c_lab) * parts.cross)) < 1e-12
 
     # not vacuous: shared clusters carry a cross term the oracle sees
     dec = res.variance_decomposition()
@@ -173,9 +181,9 @@ def test_shared_clusters_cross_term_alone_matches_stacked_clusters():
     cross = res._covariance.parts().cross
     assert np.max(np.abs(cross - (V_full - V_unrelated))) < 1e-9 * np.max(np.abs(cross))
     # ... and the package with distinct labels is the oracle without cross term
-    unrelated = res.model.fit(cov_kwds={"second_stage": "cluster", "groups": groups,
-                                        "pretrain_groups": pre_groups + 1000})
+    unrelated = res.model.fit(cov_type="cluster", cov_kwds={
+        "groups": groups, "pretrain_groups": pre_groups + 1000, "use_correction": False})
     p = unrelated._covariance.parts()
     assert unrelated._covariance.shared_clusters == 0
     np.testing.assert_array_equal(p.cross, 0.0)
-    assert _max_rel(p.fine_tuning / _crv1(res, groups) + p.pretraining, V_unrelated) < 1e-10
+    assert _max_rel(p.fine_tuning + p.pretraining, V_unrelated) < 1e-10

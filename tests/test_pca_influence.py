@@ -215,14 +215,18 @@ def test_rotation_mode_invariant_results_equal_sign_mode(second_stage, overlap):
 
 
 # --------------------------------------------------------------------------- (e)
-def _brute_force(res, X_pre, pidx, groups, pre_groups, L_beta=None, L_theta=None):
+def _brute_force(res, X_pre, pidx, groups, pre_groups, L_beta=None, L_theta=None,
+                 second_stage="HC0"):
     """Two-stage covariance of f = L_beta beta + L_theta theta from per-row influences.
 
     Labeled unit j: a_j = (W' Omega W)^-1 w_j wt_j e_j (its share of beta_hat - beta*); pre-training
     unit i: K IF(x_i) / m with K = L_beta J + L_theta. Influences are summed within
     clusters (labels shared across the samples = the same cluster) before outer
     products; the second-stage block is replaced by statsmodels' own covariance (which
-    carries statsmodels' small-sample factor), the other blocks have none.
+    carries statsmodels' small-sample factor). Documented small-sample factors
+    (ssl_inference.covariance): for a corrected second stage (not HC0) the pre-training
+    block gets G_pre / (G_pre - 1) (G_pre clusters, or m rows) and the cross block the
+    square root of that times the labeled factor (CRV1: G/(G-1) (n-1)/(n-d)).
     """
     W = np.asarray(res.model.exog)
     e = np.asarray(res.resid)  # y - W beta (unwhitened, also for WLS)
@@ -252,8 +256,15 @@ def _brute_force(res, X_pre, pidx, groups, pre_groups, L_beta=None, L_theta=None
     # units (rows under overlap, clusters whose label is in both arrays) with rows in
     # both samples carry a cross term; labeled rows as units never share a label with X_pre
     cross = A_sum.T @ B_sum + B_sum.T @ A_sum
+    c_pre = c_lab = 1.0
+    if second_stage != "HC0":
+        g_pre = len(np.unique(pre_units))
+        c_pre = g_pre / (g_pre - 1)
+    if second_stage == "cluster":
+        g_lab = len(np.unique(np.asarray(groups)))
+        c_lab = g_lab / (g_lab - 1) * (n - 1) / (n - d)
     cov2 = L_beta @ np.asarray(res.cov_params_naive()) @ L_beta.T
-    return cov2 + pre + cross, A
+    return cov2 + c_pre * pre + np.sqrt(c_pre * c_lab) * cross, A
 
 
 def _cluster_labels(rng, m, n, pidx):
@@ -314,7 +325,8 @@ def test_clustered_overlapping_covariance_brute_force(case):
     np.testing.assert_allclose(np.asarray(res.cov_params_naive()), sm_res.cov_params(),
                                rtol=1e-12, atol=0)
 
-    expected, A = _brute_force(res, X_pre, pidx, groups, pre_groups)
+    expected, A = _brute_force(res, X_pre, pidx, groups, pre_groups,
+                               second_stage=cfg["second_stage"])
     # our a_j reproduce statsmodels' clustered second stage (CRV1 factor)
     if groups is not None:
         n, d = W.shape
@@ -343,7 +355,8 @@ def test_clustered_overlapping_covariance_brute_force(case):
     L_theta = np.column_stack([np.tile(-(beta_rep @ U), (len(X_new), 1))]
                               + [b * (X_new - mu) for b in beta_rep])
     var_pred = [
-        _brute_force(res, X_pre, pidx, groups, pre_groups, w0[[i]], L_theta[[i]])[0][0, 0]
+        _brute_force(res, X_pre, pidx, groups, pre_groups, w0[[i]], L_theta[[i]],
+                     second_stage=cfg["second_stage"])[0][0, 0]
         for i in range(len(X_new))]
     se = res.get_prediction(Z_new, features=X_new).se_mean
     np.testing.assert_allclose(se, np.sqrt(var_pred), rtol=1e-10)
@@ -368,7 +381,8 @@ def test_overlap_across_streamed_chunks_brute_force(clustered):
     rep = ssi.PCA(2).fit(X_pre)
     res = ssi.OLS(y, exog, representation=rep, features=X_lab,
                   pretrain_index=pidx).fit(cov_kwds=cov_kwds)
-    expected, _ = _brute_force(res, X_pre, pidx, groups, pre_groups)
+    expected, _ = _brute_force(res, X_pre, pidx, groups, pre_groups,
+                               second_stage=cov_kwds["second_stage"])
     naive = np.asarray(res.cov_params_naive())
     D_pkg, D_bf = np.asarray(res.cov_params()) - naive, expected - naive
     assert np.max(np.abs(D_pkg - D_bf)) < 1e-9 * np.max(np.abs(D_bf))
@@ -414,8 +428,10 @@ def test_fine_tuning_part_is_statsmodels(second_stage):
                                rtol=1e-10, atol=0)
     np.testing.assert_allclose(np.asarray(res.params), plain.params, rtol=1e-10)
     assert (dec["pretraining"] > 0).all()
-    np.testing.assert_allclose(dec["total"], dec["fine_tuning"] + dec["pretraining"],
-                               rtol=1e-12)
+    # total = statsmodels' variance + the first-stage term from the per-row influence
+    # (not the streamed contraction the package uses)
+    B = rep.influence(X_pre) @ res.first_stage_jacobian.T / len(X_pre)
+    np.testing.assert_allclose(res.bse ** 2, plain.bse ** 2 + (B ** 2).sum(0), rtol=1e-8)
 
 
 @pytest.mark.parametrize("reps", [2, 5])
@@ -433,7 +449,11 @@ def test_pretraining_part_scales_like_one_over_m(reps):
     (base, base_cl), (dup, dup_cl) = out[1], out[reps]
     np.testing.assert_allclose(dup["fine_tuning"], base["fine_tuning"], rtol=1e-10)
     # duplicated rows have identical influence: sum of reps*m terms over (reps*m)^2
-    np.testing.assert_allclose(dup["pretraining"], base["pretraining"] / reps, rtol=1e-10)
+    # (HC1: rows carry the small-sample factor m / (m - 1) of their count)
+    m = len(X_pre)
+    factor = (reps * m / (reps * m - 1)) / (m / (m - 1))
+    np.testing.assert_allclose(dup["pretraining"], base["pretraining"] / reps * factor,
+                               rtol=1e-10)
     # ... but copies inside the same cluster carry no new information
     np.testing.assert_allclose(dup_cl["pretraining"], base_cl["pretraining"], rtol=1e-10)
     assert np.max(np.abs(base_cl["pretraining"] / base["pretraining"] - 1)) > 1e-2

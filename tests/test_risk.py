@@ -376,7 +376,8 @@ def test_nonlinear_features_have_no_default_baseline():
     assert ra.d_base is None
     with pytest.raises(ValueError, match="affine"):
         ra.crossover_alpha()
-    assert ra.crossover_alpha(d_base=3) >= 0
+    assert ra.d_eff == 2              # alpha_0 = E||L||^2 / (sigma^2 (d_base - d_eff))
+    assert ra.crossover_alpha(d_base=3) == pytest.approx(ra.pretrain_law.mean / ra.sigma2)
     with pytest.raises(ValueError, match="GaussianMixture are not affine in x"):
         affine_feature_map(rep)
 

@@ -6,6 +6,7 @@ learned features are appended to the design and ``fit`` returns a two-stage resu
 """
 from __future__ import annotations
 
+import textwrap
 import warnings
 
 import numpy as np
@@ -14,9 +15,10 @@ from statsmodels.formula.formulatools import advance_eval_env
 
 from .._validation import as_float_matrix
 from ..bootstrap import two_sample_bootstrap
-from ..covariance import CovarianceSpec, TwoStageCovariance
+from ..covariance import (COV_OPTIONS_DOC, CovarianceSpec, TwoStageCovariance,
+                          labeled_influence_weights)
 from ..design import AppendedFeatures, FormulaFeatures
-from ..exceptions import GaugeDependentDesignError
+from ..exceptions import FirstStageBlindError, GaugeDependentDesignError
 from .._formula import formula_variables, mentioned_names
 from ..jacobian import coefficient_jacobian
 from ._inputs import (align_rows, align_series, check_cluster_labels, check_pretrain_index,
@@ -41,6 +43,39 @@ TWO_STAGE_DOC = """
 def two_stage_docstring(parent: type, examples: str) -> str:
     """The parent's parameter documentation, the two-stage parameters, then ``examples``."""
     return parent.__doc__.split("Attributes")[0].rstrip() + "\n" + TWO_STAGE_DOC + examples
+
+
+#: GLM and discrete second stages: what statsmodels computes there, and why not labeled
+LIKELIHOOD_UNSUPPORTED = {
+    **{name: ("statsmodels computes HC0 for GLM and discrete models whatever HC number is "
+              "named (its HC1-HC3 corrections are defined for least squares), so a "
+              f"'two-stage {name}' label would be wrong. Use 'HC0' (the same numbers, "
+              "labeled honestly) or 'cluster'; cov_type='naive' keeps statsmodels' own "
+              "behaviour.") for name in ("HC1", "HC2", "HC3")},
+    "HAC": ("the two-stage HAC covariance is implemented for OLS/WLS second stages. Use "
+            "'cluster' with blocks of consecutive rows as clusters, or an OLS/WLS second "
+            "stage."),
+}
+#: what statsmodels computes for GLM and discrete models when asked for HC1-HC3
+LIKELIHOOD_COMPUTED = {"HC1": "HC0", "HC2": "HC0", "HC3": "HC0"}
+
+
+_COV_PLACEHOLDER = "{cov_options}"
+
+
+def document_cov_options(method):
+    """Put the shared ``cov_type`` / ``cov_kwds`` documentation
+    (:data:`~ssl_inference.covariance.COV_OPTIONS_DOC`) where ``method``'s docstring
+    has a line ``{cov_options}``, at that line's indentation: one text for every
+    two-stage ``fit``."""
+    if method.__doc__ is None:  # python -OO
+        return method
+    lines = method.__doc__.splitlines(keepends=True)
+    (row,) = [i for i, line in enumerate(lines) if line.strip() == _COV_PLACEHOLDER]
+    indent = lines[row][:len(lines[row]) - len(lines[row].lstrip())]
+    lines[row] = textwrap.indent(COV_OPTIONS_DOC, indent)
+    method.__doc__ = "".join(lines)
+    return method
 
 
 # statsmodels' (FutureWarning) message for optimizer options that a method does not use
@@ -272,9 +307,24 @@ class TwoStageModelMixin:
         return mod
 
     # ---------------------------------------------------------------------- fit
+    #: second-stage estimators refused with a first stage, with the reason
+    _unsupported_second_stages: dict = {}
+    #: estimators statsmodels computes under another name (reached with cov_type="naive")
+    _computed_second_stage: dict = {}
+
     def _fit_two_stage(self, fit_parent, cov_type, cov_kwds, use_t, fit_kwargs):
         """Fit with statsmodels' second-stage covariance, then add the first stage."""
-        spec = CovarianceSpec.parse("two-stage" if cov_type is None else cov_type, cov_kwds)
+        spec = CovarianceSpec.parse("two-stage" if cov_type is None else cov_type, cov_kwds,
+                                    unsupported=self._unsupported_second_stages)
+        if (spec.second_stage == "HAC" and spec.cov_type != "naive"
+                and self.pretrain_index is not None):
+            raise ValueError(
+                "cov_type='HAC' with overlapping samples (pretrain_index) is not available: "
+                "the serial dependence of the labeled rows carries into the pre-training "
+                "rows they share, so the first-stage and overlap terms would need the same "
+                "kernel over a time order of X_pre that the first stage does not know. Use "
+                "cov_type='cluster' with time blocks as clusters in both samples (groups "
+                "and pretrain_groups), or independent samples.")
         groups, pre_groups = self._cluster_labels(spec)
         cov_args = statsmodels_cov_arguments(spec.statsmodels_cov_type,
                                              spec.statsmodels_cov_kwds(groups),
@@ -286,7 +336,7 @@ class TwoStageModelMixin:
                 res = fit_parent(**cov_args, **fit_kwargs)
             except FutureWarning as exc:
                 raise TypeError(f"fit() got unexpected keyword arguments: {exc}") from None
-        covariance = self._two_stage_covariance(res._results, groups, pre_groups)
+        covariance = self._two_stage_covariance(res._results, spec, groups, pre_groups)
         draws = None
         if spec.cov_type == "bootstrap":
             draws = two_sample_bootstrap(self, reps=spec.reps, seed=spec.seed, groups=groups,
@@ -345,18 +395,53 @@ class TwoStageModelMixin:
         plain = type(self)(endog, exog, **kwds)
         return np.asarray(plain.fit(**self._plain_fit_kwds).params)
 
-    def _two_stage_covariance(self, results, groups, pretrain_groups) -> TwoStageCovariance:
+    def _two_stage_covariance(self, results, spec: CovarianceSpec, groups, pretrain_groups,
+                              *, jacobian: np.ndarray | None = None) -> TwoStageCovariance:
+        """The covariance engine around statsmodels' second-stage fit ``results``.
+
+        ``results.cov_params()`` is the second-stage part; the labeled influences
+        ``a_j = -g_j H^{-1} w_j`` carry the estimator's weights ``sqrt(c_j)``
+        (:func:`~ssl_inference.covariance.labeled_influence_weights`) for the overlap
+        term. ``jacobian`` (``J``, d x q) is reused when given.
+        """
+        if spec.second_stage in self._computed_second_stage:
+            spec = spec.with_second_stage(self._computed_second_stage[spec.second_stage])
         g, g_prime, h_inv = self._loss_derivatives(results)
         exog = np.asarray(self.exog, dtype=float)
-        J = coefficient_jacobian(self.representation, self.features, exog,
-                                 np.asarray(results.params), self.design_jacobian(), g,
-                                 g_prime, h_inv)
-        second_influence = -(exog * g[:, None]) @ h_inv
+        if jacobian is None:
+            jacobian = coefficient_jacobian(self.representation, self.features, exog,
+                                            np.asarray(results.params),
+                                            self.design_jacobian(), g, g_prime, h_inv)
+        weights = labeled_influence_weights(
+            spec, nobs=exog.shape[0], df_resid=results.df_resid, k_params=exog.shape[1],
+            groups=groups, leverage=(self._leverage(results)
+                                     if spec.second_stage in ("HC2", "HC3") else None))
+        second_influence = -(exog * (g * np.sqrt(weights))[:, None]) @ h_inv
         return TwoStageCovariance(
-            representation=self.representation, jacobian=J,
+            representation=self.representation, jacobian=jacobian,
             cov_second=np.asarray(results.cov_params()), second_influence=second_influence,
             pretrain_index=self.pretrain_index, groups=groups,
-            pretrain_groups=pretrain_groups)
+            pretrain_groups=pretrain_groups, small_sample=spec.small_sample)
+
+    def fit_regularized(self, *args, **kwargs):
+        """statsmodels' ``fit_regularized``; refused with a representation attached.
+
+        A penalized second stage has no two-stage covariance, and the standard errors
+        statsmodels attaches to some penalized fits treat the learned features as
+        known.
+        """
+        if self.representation is not None:
+            parent = next(c for c in type(self).__mro__
+                          if c.__module__.startswith("statsmodels."))
+            raise FirstStageBlindError(
+                "fit_regularized() is not available with a representation: a penalized "
+                "second stage has no two-stage covariance, and the standard errors "
+                "statsmodels attaches to penalized fits treat the learned features as "
+                "known. For penalized point estimates on the learned features fit the "
+                f"plain statsmodels model on this design, e.g. sm.{parent.__name__}("
+                "model.endog, model.exog, <same options>).fit_regularized(...), and "
+                "report no standard errors from it.")
+        return super().fit_regularized(*args, **kwargs)
 
     def _new_rows(self, exog, features, transform: bool = True):
         """Design context, raw features, row labels and completeness of new rows.

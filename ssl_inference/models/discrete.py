@@ -4,13 +4,17 @@ from __future__ import annotations
 import numpy as np
 import statsmodels.api as sm
 
-from ._two_stage import TwoStageModelMixin, statsmodels_cov_arguments, two_stage_docstring
+from ._two_stage import (LIKELIHOOD_COMPUTED, LIKELIHOOD_UNSUPPORTED, TwoStageModelMixin,
+                         document_cov_options, statsmodels_cov_arguments,
+                         two_stage_docstring)
 
 __all__ = ["Logit", "Probit", "Poisson"]
 
 
 class _DiscreteMixin(TwoStageModelMixin):
     _plain_fit_kwds = {"disp": 0}  # silent optimizer in bootstrap refits
+    _unsupported_second_stages = LIKELIHOOD_UNSUPPORTED
+    _computed_second_stage = LIKELIHOOD_COMPUTED
 
     def _loss_derivatives(self, results):
         r"""Row loss ``rho_j = -loglike_j(eta_j)``: derivatives from statsmodels' factors.
@@ -25,6 +29,7 @@ class _DiscreteMixin(TwoStageModelMixin):
         return (-self.score_factor(params), -self.hessian_factor(params),
                 np.linalg.pinv(-self.hessian(params)))
 
+    @document_cov_options
     def fit(self, start_params=None, method: str = "newton", maxiter: int = 35,
             full_output: bool = True, disp: bool = True, callback=None,
             cov_type: str | None = None, cov_kwds: dict | None = None,
@@ -35,14 +40,7 @@ class _DiscreteMixin(TwoStageModelMixin):
         ----------
         start_params, method, maxiter, full_output, disp, callback
             As in statsmodels' discrete ``fit``.
-        cov_type : {"two-stage", "naive"}
-            ``"two-stage"`` (default with a representation) adds the first-stage term to
-            the second-stage covariance; ``"naive"`` is exactly statsmodels.
-        cov_kwds : dict, optional
-            ``second_stage`` ("nonrobust", "HC0"-"HC3", "cluster"; statsmodels computes
-            HC1-HC3 as HC0 for discrete models), ``groups`` (cluster labels of the
-            labeled rows, or a column name with formulas), ``pretrain_groups`` (of the
-            pre-training rows).
+        {cov_options}
         use_t : bool, optional
             t/F instead of normal/chi2 reference distributions.
         **kwargs

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import statsmodels.api as sm
 
-from ._two_stage import TwoStageModelMixin, statsmodels_cov_arguments, two_stage_docstring
+from ._two_stage import (LIKELIHOOD_COMPUTED, LIKELIHOOD_UNSUPPORTED, TwoStageModelMixin,
+                         document_cov_options, statsmodels_cov_arguments,
+                         two_stage_docstring)
 
 __all__ = ["GLM"]
 
@@ -50,6 +52,9 @@ class GLM(TwoStageModelMixin, sm.GLM):
                 "or use var_weights."
             )
 
+    _unsupported_second_stages = LIKELIHOOD_UNSUPPORTED
+    _computed_second_stage = LIKELIHOOD_COMPUTED
+
     @property
     def _results_class(self):
         from ..results import TwoStageGLMResults
@@ -78,6 +83,7 @@ class GLM(TwoStageModelMixin, sm.GLM):
         g_prime = self.hessian_factor(params, scale=1.0, observed=True)
         return g, g_prime, np.linalg.pinv(-self.hessian(params, scale=1.0, observed=True))
 
+    @document_cov_options
     def fit(self, start_params=None, maxiter: int = 100, method: str = "IRLS",
             tol: float = 1e-8, scale=None, cov_type: str | None = None,
             cov_kwds: dict | None = None, use_t: bool | None = None, full_output: bool = True,
@@ -88,14 +94,7 @@ class GLM(TwoStageModelMixin, sm.GLM):
         ----------
         start_params, maxiter, method, tol, scale, full_output, disp, max_start_irls
             As in :meth:`statsmodels.genmod.generalized_linear_model.GLM.fit`.
-        cov_type : {"two-stage", "naive"}
-            ``"two-stage"`` (default with a representation) adds the first-stage term to
-            the second-stage covariance; ``"naive"`` is exactly statsmodels.
-        cov_kwds : dict, optional
-            ``second_stage`` ("nonrobust", "HC0"-"HC3", "cluster"; statsmodels computes
-            HC1-HC3 as HC0 for GLMs), ``groups`` (cluster labels of the labeled rows, or
-            a column name with formulas), ``pretrain_groups`` (of the pre-training
-            rows).
+        {cov_options}
         use_t : bool, optional
             t/F instead of normal/chi2 reference distributions.
         **kwargs

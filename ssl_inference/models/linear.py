@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import statsmodels.api as sm
 
-from ._two_stage import TwoStageModelMixin, two_stage_docstring
+from ._two_stage import TwoStageModelMixin, document_cov_options, two_stage_docstring
 
 __all__ = ["OLS", "WLS"]
 
@@ -16,6 +16,12 @@ class _LeastSquaresMixin(TwoStageModelMixin):
         resid = self.endog - np.asarray(self.exog, dtype=float) @ np.asarray(results.params)
         return -wt * resid, wt, np.asarray(results.normalized_cov_params)
 
+    def _leverage(self, results) -> np.ndarray:
+        """``h_j = wt_j w_j' (W' Omega W)^{-1} w_j``, the leverage statsmodels' HC2/HC3 use."""
+        wexog = np.asarray(self.wexog, dtype=float)
+        return np.einsum("ij,jk,ik->i", wexog, np.asarray(results.normalized_cov_params), wexog)
+
+    @document_cov_options
     def fit(self, method: str = "pinv", cov_type: str | None = None, cov_kwds: dict | None = None,
             use_t: bool | None = None, **kwargs):
         """Fit the second stage; two-stage covariance by default.
@@ -24,17 +30,16 @@ class _LeastSquaresMixin(TwoStageModelMixin):
         ----------
         method : {"pinv", "qr"}
             As in statsmodels.
-        cov_type : {"two-stage", "naive"}
-            ``"two-stage"`` (default with a representation) adds the first-stage term to
-            the second-stage covariance; ``"naive"`` is exactly statsmodels.
-        cov_kwds : dict, optional
-            ``second_stage`` ("nonrobust", "HC0"-"HC3", "cluster"), ``groups`` (cluster
-            labels of the labeled rows, or a column name with formulas),
-            ``pretrain_groups`` (cluster labels of the pre-training rows).
+        {cov_options}
         use_t : bool, optional
             t/F instead of normal/chi2 reference distributions. Default: statsmodels'
-            choice for "naive", normal for "two-stage" (the first-stage term is
+            choice for "naive", normal for the others (the first-stage term is
             asymptotic).
+
+        Returns
+        -------
+        TwoStageOLSResults or TwoStageRegressionResults
+            Without a representation, statsmodels' own results.
         """
         if self.representation is None:
             return super().fit(method=method, cov_type=cov_type or "nonrobust",

@@ -25,7 +25,7 @@ from ..symmetry import Orthogonal, Trivial
 from .base import DEFAULT_CHUNK_ROWS, Representation
 
 __all__ = ["MEstimatorBase", "horizontal_inverse", "horizontal_basis", "vertical_basis",
-           "rotation_tangent"]
+           "equilibration", "rotation_tangent"]
 
 #: Singular values below this fraction of the largest count as zero in a span.
 SPAN_RTOL = 1e-10
@@ -72,9 +72,9 @@ def horizontal_inverse(hessian: np.ndarray, vertical: np.ndarray | None = None, 
 
     .. math:: H_h^+ = \Pi\, S N_s (S H S N_s)^+ S\, \Pi ,
 
-    where ``S = diag((|H_{.j}| |H_{j.}|)^{-1/4})`` (the geometric mean of the norms of
-    column and row ``j``: an equilibration, so that parameters in different units do
-    not look singular) and ``N_s`` spans the complement of ``S^{-1} V``. For
+    where ``S`` is the symmetric equilibration of :func:`equilibration` (so that
+    parameters in different units do not look singular: rescaling ``theta`` leaves the
+    scaled problem unchanged) and ``N_s`` spans the complement of ``S^{-1} V``. For
     the Hessian of an invariant loss (``H`` symmetric, ``H V = 0``) this is
     ``N (N'HN)^{-1} N'``, the Moore-Penrose inverse of ``H`` with the vertical null
     space removed explicitly; for a non-symmetric Jacobian of estimating equations
@@ -123,9 +123,7 @@ def horizontal_inverse(hessian: np.ndarray, vertical: np.ndarray | None = None, 
     H = np.asarray(hessian, dtype=float)
     q = H.shape[0]
     V = vertical_basis(q, vertical)
-    size = np.sqrt(np.linalg.norm(H, axis=0) * np.linalg.norm(H, axis=1))
-    floor = np.finfo(float).eps * max(size.max(initial=0.0), np.finfo(float).tiny)
-    s = 1.0 / np.sqrt(np.maximum(size, floor))
+    s = equilibration(H)
     N = horizontal_basis(q, V / s[:, None])
     HN = (H * np.outer(s, s)) @ N
     sv = np.linalg.svd(HN, compute_uv=False)
@@ -144,6 +142,34 @@ def horizontal_inverse(hessian: np.ndarray, vertical: np.ndarray | None = None, 
         Pi = np.eye(q) - V @ V.T
         inverse = Pi @ inverse @ Pi
     return inverse, rcond
+
+
+def equilibration(H: np.ndarray, *, tol: float = 1e-6, max_iter: int = 100) -> np.ndarray:
+    r"""Symmetric diagonal scaling ``s`` with every row and column of ``S |H| S`` of
+    maximum 1 (Ruiz's iteration ``s <- s / sqrt(max(row max, column max))``).
+
+    The fixed point moves with the parameters' units: for ``H' = D H D`` it is
+    ``D^{-1} s``, so ``S H S`` (and its condition) does not depend on them. Rows and
+    columns that are exactly zero keep ``s = 1``.
+
+    Examples
+    --------
+    >>> H = np.array([[4e6, 2e3], [2e3, 9.0]])
+    >>> s = equilibration(H)
+    >>> np.round(np.abs(H) * np.outer(s, s), 4)
+    array([[1.    , 0.3333],
+           [0.3333, 1.    ]])
+    """
+    A = np.abs(np.asarray(H, dtype=float))
+    s = np.ones(A.shape[0])
+    for _ in range(max_iter):
+        B = A * np.outer(s, s)
+        r = np.maximum(B.max(axis=0, initial=0.0), B.max(axis=1, initial=0.0))
+        r = np.where(r > 0, r, 1.0)
+        s = s / np.sqrt(r)
+        if np.abs(r - 1.0).max(initial=0.0) <= tol:
+            break
+    return s
 
 
 def rotation_tangent(block: np.ndarray, *, lead: int = 0, trail: int = 0) -> np.ndarray:

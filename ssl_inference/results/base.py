@@ -1,6 +1,9 @@
 """Two-stage results: statsmodels results whose default covariance includes the first stage."""
 from __future__ import annotations
 
+import sys
+import warnings
+from contextlib import contextmanager
 from functools import cached_property
 
 import numpy as np
@@ -9,11 +12,12 @@ import statsmodels.base.wrapper as wrap
 
 from ..bootstrap import BootstrapDraws
 from ..covariance import CovarianceSpec, TwoStageCovariance, VarianceParts
+from ..exceptions import FirstStageBlindError, GaugeDependentWarning
 from ..hypotheses import parse_constraints
-from ..invariance import (check_invariant, gauge_free_terms, invariant_tests_frame,
-                          mark_gauge_dependent)
+from ..invariance import (check_invariant, gauge_dependent_columns, gauge_free_terms,
+                          invariant_tests_frame, mark_gauge_dependent)
 from ..prediction import PredictionResults
-from ..summary import extend_summary, extend_summary2
+from ..summary import covariance_description, extend_summary, extend_summary2
 
 __all__ = ["TwoStageResultsMixin", "TwoStageResultsWrapperMixin", "WRAP_ATTRS",
            "WRAP_METHODS", "wrap_methods"]
@@ -52,8 +56,11 @@ class TwoStageResultsMixin:
     """Everything a two-stage result adds to its statsmodels parent.
 
     ``cov_params()`` (and so ``bse``, ``tvalues``, ``pvalues``, ``conf_int``,
-    ``t_test``, ``wald_test``, ``summary``) is the two-stage covariance when
-    ``cov_type == "two-stage"`` and exactly statsmodels' with ``cov_type="naive"``.
+    ``t_test``, ``wald_test``, ``summary``) is the two-stage covariance (or the
+    bootstrap's) and exactly statsmodels' after ``fit(cov_type="naive")``. statsmodels
+    methods whose numbers would ignore the first stage either use it too or raise
+    :class:`~ssl_inference.exceptions.FirstStageBlindError` (never for "naive" results,
+    which are statsmodels' own).
     """
 
     _wrapper_class: type
@@ -71,12 +78,8 @@ class TwoStageResultsMixin:
         obj._covariance = covariance
         if spec.cov_type == "two-stage":
             obj.cov_params_default = obj._parts.total
-            obj.cov_type = "two-stage"
-            obj.cov_kwds = {"description": (
-                "Two-stage standard errors: second-stage "
-                f"{spec.second_stage} covariance plus the first-stage "
-                f"({type(covariance.representation).__name__}, "
-                f"m={covariance.representation.nobs_}) term.")}
+            obj.cov_type = spec.label
+            obj.cov_kwds = {"description": covariance_description(spec, covariance)}
             obj.use_t = bool(use_t) if use_t is not None else False
         elif spec.cov_type == "bootstrap":
             obj.cov_params_default = bootstrap.cov()
@@ -184,6 +187,98 @@ class TwoStageResultsMixin:
         """
         super().remove_data()
         self._covariance.second_influence = None
+
+    def get_influence(self, *args, **kwargs):
+        """Not available: statsmodels' influence diagnostics hold the features fixed.
+
+        Raises :class:`~ssl_inference.exceptions.FirstStageBlindError` (so does
+        ``outlier_test``, which builds on it); after ``fit(cov_type="naive")`` this is
+        statsmodels' method.
+        """
+        if self._spec.cov_type == "naive":
+            return super().get_influence(*args, **kwargs)
+        raise FirstStageBlindError(
+            "get_influence() (and what builds on it, such as outlier_test) computes "
+            "leverage, Cook's distances, DFBETAS and studentized residuals of the second "
+            "stage with the learned features held fixed: the measures scaled by standard "
+            "errors ignore the first stage, the pre-training rows' influence is missing, "
+            "and there is no two-stage version. For diagnostics of the second stage given "
+            "the features use res.model.fit(cov_type='naive').get_influence() (statsmodels' "
+            "own results); variance_decomposition() shows what the first stage adds.")
+
+    # ------------------------------------------- gauge-dependent single-coefficient inference
+    @property
+    def tvalues(self):
+        """z (or t) statistics; NaN for gauge-dependent coefficients (see :meth:`pvalues`)."""
+        return self._nan_if_gauge_dependent(super().tvalues)
+
+    @property
+    def pvalues(self):
+        """Two-sided p-values of ``coef = 0``; NaN for gauge-dependent coefficients.
+
+        A coefficient whose single test the representation's symmetry group does not
+        preserve (e.g. one principal component's under rotations) has no gauge-free
+        meaning: its t, p and interval are NaN, with one
+        :class:`~ssl_inference.exceptions.GaugeDependentWarning` per result. Its joint
+        tests are in :meth:`invariant_tests`.
+
+        Examples
+        --------
+        >>> import warnings
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(0)
+        >>> scales = np.array([3.0, 2.0, 1.0, 0.5])
+        >>> rep = ssi.PCA(2, symmetry="rotation").fit(rng.normal(size=(1000, 4)) * scales)
+        >>> X, z = rng.normal(size=(500, 4)) * scales, rng.normal(size=500)
+        >>> y = 1 + 0.5 * z + X[:, 0] + rng.normal(size=500)
+        >>> exog = np.column_stack([np.ones(500), z])
+        >>> res = ssi.OLS(y, exog, representation=rep, features=X).fit()
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     p = res.pvalues
+        >>> p.round(4), caught[0].category.__name__
+        (array([ 0.,  0., nan, nan]), 'GaugeDependentWarning')
+        >>> res.conf_int()[2:]
+        array([[nan, nan],
+               [nan, nan]])
+        """
+        return self._nan_if_gauge_dependent(super().pvalues)
+
+    @cached_property
+    def _gauge_dependent_columns(self) -> list[int]:
+        return gauge_dependent_columns(self)
+
+    def _nan_if_gauge_dependent(self, values: np.ndarray) -> np.ndarray:
+        """A copy of ``values`` with NaN in the rows of gauge-dependent coefficients.
+
+        Warns once per result (not while a summary, which explains it, is built).
+        """
+        cols = self._gauge_dependent_columns
+        if not cols:
+            return values
+        out = np.array(values, dtype=float)
+        out[cols] = np.nan
+        if not (self.__dict__.get("_gauge_warned") or self.__dict__.get("_summarizing")):
+            self._gauge_warned = True
+            names = ", ".join(self.model.exog_names[c] for c in cols)
+            warnings.warn(
+                f"t, p and confidence intervals of {names} are NaN: under the "
+                f"representation's symmetry group, {self.model.representation.symmetry_.name}, "
+                "these single coefficients have no gauge-free meaning (an equally good "
+                "first-stage fit moves them), so a test of one of them could be made true or "
+                "false. Use res.invariant_tests() for the tests the group allows, or "
+                "t_test(..., allow_gauge=True) to test in the reported gauge.",
+                GaugeDependentWarning, stacklevel=_stacklevel_outside_libraries())
+        return out
+
+    @contextmanager
+    def _summary_in_progress(self):
+        """The summary blanks and explains gauge-dependent rows itself: no warning."""
+        self._summarizing = True
+        try:
+            yield
+        finally:
+            del self._summarizing
 
     # ------------------------------------------------------------- hypotheses
     def _guarded(self, r_matrix, allow_gauge: bool):
@@ -323,7 +418,7 @@ class TwoStageResultsMixin:
                                                                          transform)
         if design.shape[0] == 0:  # every new row has a missing value
             var = np.zeros(0)
-        elif self.cov_type == "two-stage":
+        elif self._spec.cov_type == "two-stage":
             jac = model.feature_design.jacobian(rows, model.representation._transform(raw))
             beta = np.broadcast_to(np.asarray(self.params), design.shape)
             G = model.representation.feature_vjp(raw, jac.pull(beta), per_row=True)
@@ -361,18 +456,24 @@ class TwoStageResultsMixin:
             ``"wald"``: estimate +- quantile x SE from ``cov_params()``.
             ``"percentile"``: quantiles of the bootstrap replicates (``cov_type="bootstrap"``
             only).
+
+        Returns
+        -------
+        ndarray (d, 2) (a DataFrame for pandas input)
+            NaN in the rows of gauge-dependent coefficients (see :attr:`pvalues`).
         """
         if alpha is None:
             alpha = self._spec.alpha
         if method == "wald":
-            out = super().conf_int(alpha=alpha)
+            out = self._nan_if_gauge_dependent(super().conf_int(alpha=alpha))
         elif method != "percentile":
             raise ValueError(f"method must be 'wald' or 'percentile'; got {method!r}.")
         elif self._bootstrap is None:
             raise ValueError("Percentile intervals need bootstrap replicates: fit with "
                              "cov_type='bootstrap'.")
         else:
-            out = np.quantile(self._bootstrap.params, [alpha / 2, 1 - alpha / 2], axis=0).T
+            out = self._nan_if_gauge_dependent(
+                np.quantile(self._bootstrap.params, [alpha / 2, 1 - alpha / 2], axis=0).T)
         return out if cols is None else np.asarray(out)[cols]
 
     @property
@@ -396,11 +497,23 @@ class TwoStageResultsMixin:
     # ---------------------------------------------------------------- summary
     def summary(self, *args, **kwargs):
         """statsmodels' summary plus a first-stage block and an SE-inflation table."""
-        return extend_summary(self, super().summary(*args, **kwargs))
+        with self._summary_in_progress():
+            return extend_summary(self, super().summary(*args, **kwargs))
 
     def summary2(self, *args, **kwargs):
         """statsmodels' summary2 plus the first-stage information and SE inflation."""
-        return extend_summary2(self, super().summary2(*args, **kwargs))
+        with self._summary_in_progress():
+            return extend_summary2(self, super().summary2(*args, **kwargs))
+
+
+def _stacklevel_outside_libraries() -> int:
+    """``stacklevel`` of the first caller outside ssl_inference and statsmodels (and the
+    standard-library decorators their attributes go through): the user's line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
+            "ssl_inference", "statsmodels", "contextlib", "functools"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def kept_rows(value, complete):

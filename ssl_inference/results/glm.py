@@ -6,6 +6,7 @@ import numpy as np
 import statsmodels.base.wrapper as wrap
 from statsmodels.genmod.generalized_linear_model import GLMResults, GLMResultsWrapper
 
+from ..exceptions import FirstStageBlindError
 from ..prediction import (PredictionResults, PredictionResultsBase, PredictionResultsMean,
                           PredictionResultsMonotonic)
 from .base import (WRAP_ATTRS, TwoStageResultsMixin, TwoStageResultsWrapperMixin,
@@ -33,6 +34,21 @@ class TwoStageLinkResultsMixin(TwoStageResultsMixin):
             "theorem's fine-tuning term sigma^2 d_eff does not apply. Fit the second "
             "stage with ssi.OLS / smf.ols to study squared-error risk, or use "
             "get_prediction() for inference on predictions.")
+
+    def score_test(self, *args, **kwargs):
+        """Not available: the score (Lagrange multiplier) test holds the features fixed.
+
+        Raises :class:`~ssl_inference.exceptions.FirstStageBlindError`; after
+        ``fit(cov_type="naive")`` this is statsmodels' method.
+        """
+        if self._spec.cov_type == "naive":
+            return super().score_test(*args, **kwargs)
+        raise FirstStageBlindError(
+            "score_test() evaluates the second-stage score at restricted estimates with the "
+            "learned features treated as known data; its chi-square reference ignores the "
+            "first stage and there is no two-stage version. Test the restrictions with "
+            "res.wald_test('...') or res.wald_test_terms() (two-stage covariance); to test "
+            "added variables, fit the larger model and test their coefficients.")
 
     @property
     def _link(self):

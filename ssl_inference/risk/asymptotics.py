@@ -15,6 +15,7 @@ crossover with a downstream-only fit, the pre-training size for a target share).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -262,7 +263,8 @@ class RiskAsymptotics:
         weights = None if np.all(weights == 1.0) else weights
         kappa = plugin_risk_weights(rep, model.features, design, np.asarray(res.params),
                                     model.design_jacobian(), weights=weights, d_eff=d_eff,
-                                    covariance=res._covariance)
+                                    # its clustering, without the SEs' small-sample factor
+                                    covariance=replace(res._covariance, small_sample=False))
         p = _affine_dimension(rep, model.features) if model.feature_design.is_selector \
             else None
         d_base = None if p is None else design.shape[1] - len(model.rep_cols) + p
