@@ -85,10 +85,11 @@ def test_pipeline(first, second):
     assert decomposition["pretraining"].max() > 0
     # two-stage variance = statsmodels' second-stage variance + first-stage term, the
     # latter from the per-row influence IF(x_i) directly (not the streamed contraction)
-    units = (rep.pretrain_triples() if first == "spectral"    # [x, x+, x-] per unit
-             else rep.pretrain_data_)
+    units = rep.pretrain_units()          # rows of X_pre; [x, x+, x-] for the spectral
     B = rep.influence(units) @ res.first_stage_jacobian.T / rep.nobs_
-    np.testing.assert_allclose(res.bse ** 2, res.bse_naive ** 2 + (B ** 2).sum(0), rtol=1e-8)
+    c_pre = res._covariance.pretrain_factor       # m / (m - 1) with a corrected 2nd stage
+    np.testing.assert_allclose(res.bse ** 2, res.bse_naive ** 2 + c_pre * (B ** 2).sum(0),
+                               rtol=1e-8)
     # every invariant test is the Wald statistic of its hypothesis with the two-stage V
     V, b = np.asarray(res.cov_params()), np.asarray(res.params)
     hypotheses = invariant_hypotheses(res.model)
