@@ -252,12 +252,16 @@ def test_prediction_delta_method_against_finite_differences(problem):
         cov_kwds={"second_stage": "HC0"})
     expected = np.sqrt((infl_pre ** 2).sum() + (infl_lab ** 2).sum())
     assert hc0.get_prediction(new).se_mean[0] == pytest.approx(expected, rel=1e-5)
-    # nonrobust and HC0 share the first-stage part: their variances differ by the
-    # second-stage difference w0' (V_nonrobust - V_HC0) w0 alone
+    # nonrobust and HC0 differ by the second-stage difference w0' (V_nonrobust - V_HC0) w0
+    # and by the small-sample factor c_pre = m / (m - 1) that nonrobust (a corrected
+    # second stage) applies to the first-stage part
     w0 = np.concatenate([[1.0, z0], rep.transform(x0)[0]])
     diff = np.asarray(res.cov_params_naive()) - np.asarray(hc0.cov_params_naive())
+    c_pre = res._covariance.pretrain_factor
+    assert c_pre == m / (m - 1)
     assert res.get_prediction(new).se_mean[0] ** 2 == pytest.approx(
-        hc0.get_prediction(new).se_mean[0] ** 2 + w0 @ diff @ w0, rel=1e-8)
+        hc0.get_prediction(new).se_mean[0] ** 2 + w0 @ diff @ w0
+        + (c_pre - 1) * (infl_pre ** 2).sum(), rel=1e-8)
 
 
 def test_get_robustcov_results_keeps_two_stage(problem):
