@@ -429,9 +429,13 @@ def test_fine_tuning_part_is_statsmodels(second_stage):
     np.testing.assert_allclose(np.asarray(res.params), plain.params, rtol=1e-10)
     assert (dec["pretraining"] > 0).all()
     # total = statsmodels' variance + the first-stage term from the per-row influence
-    # (not the streamed contraction the package uses)
+    # (not the streamed contraction the package uses), with the small-sample factor
+    # c_pre = G_pre / (G_pre - 1) of a corrected second stage (1 for HC0)
     B = rep.influence(X_pre) @ res.first_stage_jacobian.T / len(X_pre)
-    np.testing.assert_allclose(res.bse ** 2, plain.bse ** 2 + (B ** 2).sum(0), rtol=1e-8)
+    c_pre = res._covariance.pretrain_factor
+    assert c_pre == (1.0 if second_stage == "HC0" else len(X_pre) / (len(X_pre) - 1))
+    np.testing.assert_allclose(res.bse ** 2, plain.bse ** 2 + c_pre * (B ** 2).sum(0),
+                               rtol=1e-8)
 
 
 @pytest.mark.parametrize("reps", [2, 5])
