@@ -52,23 +52,24 @@ class Representation(ABC):
     a first stage is listed here; :func:`ssl_inference.testing.check_representation`
     checks a subclass against it.
 
-    ===============================================================  ========================================================
-    member                                                           used by
-    ===============================================================  ========================================================
-    ``fit(X_pre)`` (abstract)                                        the user; the aligned bootstrap refits
-                                                                     ``clone().fit(pretrain_data_[rows])``
-    ``n_features_out_`` (abstract) the second-stage design (``k``)
-    ``_transform(X)`` (abstract)                                     :meth:`transform`: features of validated raw rows
-    ``feature_vjp`` (abstract)                                       first-stage Jacobian of coefficients, predictions, risk
-    ``influence(U)`` (abstract)                                      everything first-stage: ``IF`` of pre-training units
-    ``act(g)`` (abstract)                                            :func:`~ssl_inference.align`, the aligned bootstrap
-    ``alignment_coordinates()``                                      :func:`~ssl_inference.align` (abstract)
-    :meth:`influence_contract`                                       the two-stage covariance (default: from ``influence``)
-    :meth:`influence_sums`                                           clustered covariance (default: from the contraction)
-    :meth:`pretrain_units`                                           the rows ``influence`` takes (default: ``X_pre`` rows)
-    :meth:`with_params`                                              derivative checks (default: copy, set ``params_``)
-    :meth:`clone`, ``get_params``                                    the bootstrap, :mod:`pickle`-able copies
-    ===============================================================  ========================================================
+    ==================================  ======================================================
+    member                              used by
+    ==================================  ======================================================
+    ``fit(X_pre)`` (abstract)           the user; the aligned bootstrap refits
+                                        ``clone().fit(pretrain_data_[rows])``
+    ``n_features_out_`` (abstract)      the second-stage design (``k``)
+    ``_transform(X)`` (abstract)        :meth:`transform`: features of validated raw rows
+    ``feature_vjp`` (abstract)          first-stage Jacobian of coefficients, predictions
+    ``influence(U)`` (abstract)         everything first-stage: ``IF`` of pre-training units
+    ``act(g)`` (abstract)               :func:`~ssl_inference.align`, the aligned bootstrap
+    ``alignment_coordinates()``         :func:`~ssl_inference.align` (abstract)
+    :meth:`influence_contract`          the two-stage covariance (default: from ``influence``)
+    :meth:`influence_sums`              clustered covariance (default: from the contraction)
+    :meth:`influence_covariance`        first-stage covariance of ``K theta_hat``
+    :meth:`pretrain_units`              the rows ``influence`` takes (default: ``X_pre``)
+    :meth:`with_params`                 derivative checks (default: copy, set ``params_``)
+    :meth:`clone`, ``get_params``       the bootstrap, :mod:`pickle`-able copies
+    ==================================  ======================================================
 
     **One meaning of the influence input.** :meth:`influence` takes *pre-training
     units*, rows laid out as :meth:`pretrain_units` returns them: the rows of
