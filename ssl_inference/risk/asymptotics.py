@@ -92,7 +92,9 @@ def plugin_risk_weights(representation: Representation, features: np.ndarray,
         of each row when the features enter through formula terms
         (:meth:`ssl_inference.models.OLS.design_jacobian`).
     weights : array_like (n,), optional
-        WLS weights.
+        Row weights of the norm: WLS weights, or the GLM working weights
+        ``a mu'(eta)^2 / V(mu)`` for the deviance risk
+        (:func:`~ssl_inference.risk.deviance_risk_asymptotics`).
     d_eff : int, optional
         Rank of the design (default: computed).
     covariance : TwoStageCovariance, optional
