@@ -86,12 +86,16 @@ def plot_risk_density(risk, ax=None, *, excess: bool = False, quantiles=(0.5, 0.
                       points: int = 200):
     """Density of the limit law of the test risk, fine-tuning point and quantiles marked.
 
+    For least squares the fine-tuning part is the point ``sigma^2 d_eff`` where the law
+    starts; for a GLM deviance risk it is random and its mean is marked instead.
+
     Parameters
     ----------
     risk : ssl_inference.risk.RiskAsymptotics
     ax : matplotlib Axes, optional
     excess : bool
-        The law of ``R - sigma^2`` instead of ``n (R - sigma^2)``.
+        The law of ``R - R*`` (``R - sigma^2`` for least squares) instead of
+        ``n (R - R*)``.
     quantiles : sequence of float
         Marked with dashed lines.
     points : int
@@ -103,16 +107,24 @@ def plot_risk_density(risk, ax=None, *, excess: bool = False, quantiles=(0.5, 0.
     """
     ax = _axes(ax, (6, 3.5))
     law = risk.excess_law if excess else risk.law
-    label = "R - sigma^2" if excess else "n (R - sigma^2)"
+    label = risk.excess_label if excess else f"n ({risk.excess_label})"
     shift = law.shift
+    scale = 1.0 / risk.nobs if excess else 1.0
+    fine = risk.fine_tuning_law
     if law.is_degenerate:
         ax.axvline(shift, color="C0", label=f"{label}: point mass")
     else:
         hi = float(law.ppf(0.995))
         grid = np.linspace(shift, hi, points)[1:]
         ax.plot(grid, law.pdf(grid), color="C0", label=f"limit density of {label}")
-        ax.axvline(shift, color="C2", linestyle=":",
-                   label="fine-tuning part sigma^2 d_eff" + (" / n" if excess else ""))
+        if fine.is_degenerate:
+            text = ("fine-tuning part sigma^2 d_eff" if risk.excess_label == "R - sigma^2"
+                    else "fine-tuning part (averaged over labels)")
+            ax.axvline(shift, color="C2", linestyle=":",
+                       label=text + (" / n" if excess else ""))
+        else:
+            ax.axvline(fine.mean * scale, color="C2", linestyle=":",
+                       label="mean of the fine-tuning part" + (" / n" if excess else ""))
         for q in quantiles:
             ax.axvline(float(law.ppf(q)), color="C1", linestyle="--", linewidth=1)
             ax.text(float(law.ppf(q)), ax.get_ylim()[1] * 0.95, f" q{100 * q:g}",
@@ -127,12 +139,14 @@ def plot_pretrain_size(risk, ax=None, *, sizes=None, band=(0.1, 0.9), d_base=Non
     r"""How much unlabeled data is enough: limiting excess risk against ``m``.
 
     At fixed ``n`` and ``alpha = m / n``, the excess test risk is approximately
-    ``(sigma^2 d_eff + sum_j (kappa_j / alpha) chi2_1) / n``; its mean
-    ``sigma^2 d_eff / n + E||L(Z)||^2 / m`` is drawn against ``m`` (log scale) with the
-    quantiles ``band`` shaded, the fine-tuning floor ``sigma^2 d_eff / n``, the
-    downstream-only baseline ``sigma^2 d_base / n`` and the crossover
+    ``(F + sum_j (kappa_j / alpha) chi2_1) / n`` with ``F`` the fine-tuning part
+    (``sigma^2 d_eff`` for least squares; a weighted chi-square for a GLM deviance
+    risk, independent of the rest); its mean ``E F / n + E||L(Z)||^2 / m`` is drawn
+    against ``m`` (log scale) with the quantiles ``band`` of the total shaded, the
+    fine-tuning floor ``E F / n``, the downstream-only baseline ``sigma^2 d_base / n``
+    (``phi d_base / n`` for a GLM: the mean of its limit) and the crossover
     ``m_0 = n alpha_0`` (:meth:`~ssl_inference.risk.RiskAsymptotics.crossover_alpha`)
-    when ``d_base`` is known, and the fitted ``m``.
+    when ``d_base`` is known and the comparison defined, and the fitted ``m``.
 
     Parameters
     ----------
@@ -144,7 +158,9 @@ def plot_pretrain_size(risk, ax=None, *, sizes=None, band=(0.1, 0.9), d_base=Non
         Quantile levels of the shaded band.
     d_base : int, optional
         Parameters of the downstream-only baseline (default: ``risk.d_base``; without
-        one the baseline and crossover are not drawn).
+        one, or for a GLM law with a sandwich fine-tuning part, the baseline and
+        crossover are not drawn; passing one then raises, see
+        :meth:`~ssl_inference.risk.RiskAsymptotics.crossover_alpha`).
 
     Returns
     -------
@@ -152,7 +168,8 @@ def plot_pretrain_size(risk, ax=None, *, sizes=None, band=(0.1, 0.9), d_base=Non
     """
     ax = _axes(ax, (6.5, 3.8))
     m_fit, n = risk.nobs_pretrain, risk.nobs
-    d_base = risk.d_base if d_base is None else d_base
+    if d_base is None:  # an explicit d_base with no comparable baseline raises below
+        d_base = risk.d_base if risk.has_baseline else None
     m0 = n * risk.crossover_alpha(d_base) if d_base is not None else math.nan
     if sizes is None:
         low = m_fit / 30 if not (math.isfinite(m0) and m0 > 0) else min(m_fit / 30, m0 / 3)
@@ -160,17 +177,21 @@ def plot_pretrain_size(risk, ax=None, *, sizes=None, band=(0.1, 0.9), d_base=Non
     sizes = np.asarray(sizes, dtype=float)
     floor = risk.fine_tuning
     mean = floor + risk.pretrain_law.mean / sizes
-    lo, hi = (floor + _part_quantile(risk, sizes, q) for q in band)
+    lo, hi = (_total_quantile(risk, sizes, q) for q in band)
     ax.fill_between(sizes, lo, hi, color="C0", alpha=0.2,
                     label=f"{100 * band[0]:g}-{100 * band[1]:g}% quantiles")
     ax.plot(sizes, mean, color="C0", label="expected excess risk (limit)")
-    ax.axhline(floor, color="C2", linestyle=":", label="fine-tuning floor sigma^2 d_eff / n")
-    top = floor + _part_quantile(risk, [m_fit], band[1])[0]
+    least_squares = risk.excess_label == "R - sigma^2"
+    ax.axhline(floor, color="C2", linestyle=":",
+               label="fine-tuning floor " + ("sigma^2 d_eff / n" if least_squares
+                                             else "E[fine-tuning] / n"))
+    top = _total_quantile(risk, [m_fit], band[1])[0]
     if d_base is not None:
         baseline = risk.sigma2 * d_base / n
         top = max(top, baseline)
         ax.axhline(baseline, color="C3", linestyle="--",
-                   label="downstream-only baseline sigma^2 d_base / n")
+                   label="downstream-only baseline " + ("sigma^2 d_base / n" if least_squares
+                                                        else "phi d_base / n"))
     ax.set_ylim(floor - 0.1 * (top - floor), floor + 1.4 * (top - floor))
     if math.isfinite(m0) and m0 > 0:
         ax.axvline(m0, color="C3", linewidth=1)
@@ -181,10 +202,32 @@ def plot_pretrain_size(risk, ax=None, *, sizes=None, band=(0.1, 0.9), d_base=Non
             fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel(f"pre-training rows m (n = {n:,} labeled rows fixed)")
-    ax.set_ylabel("excess test risk R - sigma^2")
+    ax.set_ylabel(f"excess test risk {risk.excess_label}")
     ax.set_title("How much unlabeled data is enough")
     ax.legend(fontsize=8)
     return ax
+
+
+#: a random fine-tuning part needs the quantiles of the whole law at each m: computed
+#: at this many sizes and interpolated in log m
+_QUANTILE_SIZES = 16
+
+
+def _total_quantile(risk, sizes, q: float) -> np.ndarray:
+    """Quantile ``q`` of the limiting excess risk ``(F + sum_j (kappa_j n / m) chi2_1) / n``
+    at each ``m``: ``E F / n`` plus the pre-training quantile when ``F`` is a point."""
+    from .risk import WeightedChiSquare
+
+    sizes = np.asarray(sizes, dtype=float)
+    fine = risk.fine_tuning_law
+    if fine.is_degenerate:
+        return risk.fine_tuning + _part_quantile(risk, sizes, q)
+    probe = np.geomspace(sizes.min(), sizes.max(), _QUANTILE_SIZES) if sizes.size > \
+        _QUANTILE_SIZES else sizes
+    values = np.array([float(WeightedChiSquare(
+        np.concatenate([fine.weights, risk.kappa * risk.nobs / m]), fine.shift).ppf(q))
+        for m in probe]) / risk.nobs
+    return np.interp(np.log(sizes), np.log(probe), values)
 
 
 def _part_quantile(risk, sizes, q: float) -> np.ndarray:

@@ -397,20 +397,6 @@ def test_affine_feature_map_reproduces_the_features(make):
     assert a.shape == (2,) and B.shape == (2, 5)
 
 
-def test_glm_results_refuse_with_the_reason(problem):
-    X_pre, df, cols = problem
-    rep = ssi.PCA(2).fit(X_pre)
-    ybin = (df["y"] > df["y"].median()).astype(float).to_numpy()
-    res = ssi.Logit(ybin, np.ones((len(df), 1)), representation=rep,
-                    features=df[cols].to_numpy()).fit(disp=0)
-    with pytest.raises(NotImplementedError, match="least-squares"):
-        res.risk_asymptotics()
-    glm = ssi.GLM(df["y"].to_numpy(), np.ones((len(df), 1)), representation=rep,
-                  features=df[cols].to_numpy()).fit()
-    with pytest.raises(NotImplementedError, match="OLS/WLS"):
-        glm.risk_asymptotics()
-
-
 def test_formula_results_have_risk_asymptotics(problem, engine):
     import ssl_inference.formula.api as smf
     X_pre, df, cols = problem

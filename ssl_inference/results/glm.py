@@ -21,22 +21,55 @@ __all__ = ["TwoStageGLMResults", "TwoStageLinkResultsMixin"]
 class TwoStageLinkResultsMixin(TwoStageResultsMixin):
     """Two-stage results of a model with a link: ``E(y | w) = l^{-1}(w'beta + offset)``."""
 
-    def risk_asymptotics(self):
-        """Not available: the test-risk limit theorem is for least squares.
+    def risk_asymptotics(self, *, fine_tuning: str = "model",
+                         average_label_noise: bool = False):
+        r"""Plug-in limiting law of the downstream deviance risk (beyond the paper).
 
-        Raises
-        ------
-        NotImplementedError
-            Always, with the reason.
+        ``R`` is the expected unit deviance of the fitted pipeline on a new draw (for
+        binomial and Poisson twice the expected log loss, up to a constant), ``R*``
+        that of the population optimum; with the mean correctly specified,
+
+        .. math::
+
+            n (R - R^*) \to \sum_j \lambda_j \chi^2_1
+            + \alpha^{-1} \sum_j \kappa_j \chi^2_1,
+
+        a fine-tuning part (``lambda_j = phi``, the dispersion, ``d_eff`` times; or
+        the sandwich estimate) and an independent pre-training part (``kappa`` as for
+        least squares, in the norm weighted by the GLM working weights). See
+        :func:`ssl_inference.risk.deviance_risk_asymptotics`.
+
+        Parameters
+        ----------
+        fine_tuning : {"model", "robust"}
+            ``"model"``: ``lambda_j = phi_hat`` (right when the variance function
+            is); ``"robust"``: sandwich ``eig(H^{-1} S) / 2`` from the labeled rows.
+        average_label_noise : bool
+            True: the risk averaged over the labels given the inputs (the paper's
+            least-squares convention; the fine-tuning part becomes its mean).
+
+        Returns
+        -------
+        ssl_inference.risk.RiskAsymptotics
+            ``mean``, ``var``, ``quantile``, ``cdf``, ``decomposition()``,
+            ``crossover_alpha()``, ``pretrain_size_for()``, ``plot()``.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(0)
+        >>> scales = np.array([3.0, 2.0, 1.0, 0.5])
+        >>> rep = ssi.PCA(2).fit(rng.normal(size=(1000, 4)) * scales)
+        >>> X = rng.normal(size=(500, 4)) * scales
+        >>> y = rng.poisson(np.exp(0.3 + 0.2 * X[:, 0] - 0.2 * X[:, 1]))
+        >>> ra = ssi.Poisson(y, np.ones((500, 1)), representation=rep, features=X).fit(
+        ...     disp=0).risk_asymptotics()
+        >>> ra.loss, ra.d_eff, ra.d_base, ra.fine_tuning_law.mean
+        ('Poisson deviance', 3, 5, 3.0)
         """
-        raise NotImplementedError(
-            "risk_asymptotics() implements the paper's limit theorem for the squared-error "
-            "test risk of a least-squares second stage (OLS/WLS: n (R - sigma^2) -> "
-            "sigma^2 d_eff + ||L(Z)||^2 / alpha). For GLM, Logit, Probit and Poisson "
-            "second stages the risk is a different loss (deviance, log loss) and the "
-            "theorem's fine-tuning term sigma^2 d_eff does not apply. Fit the second "
-            "stage with ssi.OLS / smf.ols to study squared-error risk, or use "
-            "get_prediction() for inference on predictions.")
+        from ..risk import deviance_risk_asymptotics
+        return deviance_risk_asymptotics(self, fine_tuning=fine_tuning,
+                                         average_label_noise=average_label_noise)
 
     def score_test(self, *args, **kwargs):
         """Not available: the score (Lagrange multiplier) test holds the features fixed.

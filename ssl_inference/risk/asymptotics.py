@@ -8,9 +8,12 @@ with ``alpha = m / n`` fixed (THEORY.md §6),
     n (R - \sigma^2) \to \sigma^2 d_{eff} + \alpha^{-1} \|L(Z)\|^2, \qquad
     Z \sim N(0, V), \quad \|L(Z)\|^2 = Z'GZ \sim \sum_j \kappa_j \chi^2_1,
 
-``kappa = eig(V^{1/2} G V^{1/2})``. :class:`RiskAsymptotics` holds the law and answers
-the questions a user asks of it (quantiles, the fine-tuning / pre-training split, the
-crossover with a downstream-only fit, the pre-training size for a target share).
+``kappa = eig(V^{1/2} G V^{1/2})``. For GLM-type second stages (deviance risk,
+:mod:`ssl_inference.risk.deviance`) the fine-tuning part becomes a weighted chi-square
+too and ``G`` is weighted by the GLM working weights. :class:`RiskAsymptotics` holds
+the law and answers the questions a user asks of it (quantiles, the fine-tuning /
+pre-training split, the crossover with a downstream-only fit, the pre-training size for
+a target share).
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ from .affine import affine_feature_map
 from .weighted_chi2 import WeightedChiSquare
 
 __all__ = ["RiskAsymptotics", "plugin_risk_weights"]
+
+#: the loss of the paper's theorem (least squares); its excess risk is ``R - sigma^2``
+SQUARED_ERROR = "squared error"
 
 #: eigenvalues of G_hat below this fraction of the largest are rounding noise
 #: (directions inside the span of the design)
@@ -86,7 +92,9 @@ def plugin_risk_weights(representation: Representation, features: np.ndarray,
         of each row when the features enter through formula terms
         (:meth:`ssl_inference.models.OLS.design_jacobian`).
     weights : array_like (n,), optional
-        WLS weights.
+        Row weights of the norm: WLS weights, or the GLM working weights
+        ``a mu'(eta)^2 / V(mu)`` for the deviance risk
+        (:func:`~ssl_inference.risk.deviance_risk_asymptotics`).
     d_eff : int, optional
         Rank of the design (default: computed).
     covariance : TwoStageCovariance, optional
@@ -167,11 +175,42 @@ def _affine_dimension(representation: Representation, features: np.ndarray) -> i
     return np.asarray(features).shape[1]
 
 
-class RiskAsymptotics:
-    r"""Limiting law of the downstream test risk of a two-stage least-squares fit.
+def _least_squares_weights(model) -> np.ndarray | None:
+    """WLS weights, None when all are one (OLS)."""
+    weights = np.asarray(getattr(model, "weights", 1.0), dtype=float)
+    return None if np.all(weights == 1.0) else weights
 
-    With ``n`` labeled rows, ``m = alpha n`` pre-training rows, noise variance
-    ``sigma^2`` and ``d_eff`` design columns (the rank of the second-stage design),
+
+def _plugin_pretraining(res, weights) -> tuple[np.ndarray, int, int | None]:
+    """``(kappa, d_eff, d_base)`` of a fitted two-stage result (results, not wrapper).
+
+    ``kappa`` by :func:`plugin_risk_weights` with the row ``weights`` of the norm (WLS
+    weights; GLM working weights), the results' clustering of the pre-training rows and
+    no small-sample factor; ``d_eff`` = the rank of the design; ``d_base`` = covariate
+    columns + raw inputs when the feature map is affine in them, else None.
+    """
+    model = res.model
+    rep = model.representation
+    if rep is None:
+        raise ValueError("risk_asymptotics needs a two-stage fit (a model with "
+                         "representation=...).")
+    design = np.asarray(model.exog, dtype=float)
+    d_eff = int(round(res.nobs - res.df_resid))
+    kappa = plugin_risk_weights(rep, model.features, design, np.asarray(res.params),
+                                model.design_jacobian(), weights=weights, d_eff=d_eff,
+                                # its clustering, without the SEs' small-sample factor
+                                covariance=replace(res._covariance, small_sample=False))
+    p = _affine_dimension(rep, model.features) if model.feature_design.is_selector else None
+    d_base = None if p is None else design.shape[1] - len(model.rep_cols) + p
+    return kappa, d_eff, d_base
+
+
+class RiskAsymptotics:
+    r"""Limiting law of the downstream test risk of a two-stage fit.
+
+    **Least squares** (the paper's theorem). With ``n`` labeled rows, ``m = alpha n``
+    pre-training rows, noise variance ``sigma^2`` and ``d_eff`` design columns (the
+    rank of the second-stage design),
 
     .. math::
 
@@ -185,6 +224,24 @@ class RiskAsymptotics:
     ``theta*`` (the regression function lies in the span of ``w(x; theta*)``) and
     homoscedastic noise; overlapping samples leave the limit unchanged.
 
+    **GLM-type second stages** (GLM, Logit, Probit, Poisson; docs, theory page,
+    "Downstream risk of likelihood second stages"). ``R`` is the expected unit
+    deviance of the fitted pipeline on a new draw, ``R*`` that of the population
+    optimum, and
+
+    .. math::
+
+        n (R - R^*) \to \sum_j \lambda_j \chi^2_1 + \alpha^{-1} \|L(Z)\|^2_\omega,
+
+    two independent weighted chi-squares: the fine-tuning part (``fine_tuning_law``,
+    weights ``lambda = eig(H^{-1} S) / 2``, all equal to the dispersion ``phi`` under
+    a correctly specified variance function) and the pre-training part, whose
+    ``kappa`` are those of least squares with the norm weighted by the GLM working
+    weights. ``sigma2`` is then the dispersion ``phi`` (statsmodels' ``scale``: 1 for
+    binomial and Poisson). With ``fine_tuning_law=None`` the fine-tuning part is the
+    point mass ``sigma^2 d_eff`` (least squares, or a GLM risk averaged over the label
+    noise).
+
     Built by ``results.risk_asymptotics()`` (plug-in, :meth:`from_results`) or
     directly from a known law (e.g. a closed form).
 
@@ -193,7 +250,8 @@ class RiskAsymptotics:
     pretrain_law : WeightedChiSquare
         Law of ``||L(Z)||^2`` (weights ``kappa``).
     sigma2 : float
-        Noise variance ``sigma^2``.
+        Noise variance ``sigma^2`` (least squares) or dispersion ``phi`` (GLM deviance);
+        statsmodels' ``scale`` in both cases.
     d_eff : int
         Number of second-stage design columns actually used (its rank).
     nobs : int
@@ -203,6 +261,12 @@ class RiskAsymptotics:
     d_base : int, optional
         Dimension of the downstream-only baseline, the default of
         :meth:`crossover_alpha`.
+    fine_tuning_law : WeightedChiSquare, optional
+        Law of the fine-tuning part of the limit (non-negative weights and shift).
+        Default: the point mass ``sigma^2 d_eff``.
+    loss : str
+        Name of the loss whose risk this is (for display): ``"squared error"``
+        (default) or e.g. ``"Binomial deviance"``.
 
     Examples
     --------
@@ -217,10 +281,23 @@ class RiskAsymptotics:
     1.0
     >>> ra.pretrain_size_for(0.1)      # m at which pre-training is 10% of the excess risk
     900.0
+
+    A logistic second stage with three coefficients: the fine-tuning part is a
+    chi-square with three degrees of freedom instead of a point mass.
+
+    >>> glm = RiskAsymptotics(WeightedChiSquare([2.0, 1.0]), sigma2=1.0, d_eff=3,
+    ...                       nobs=100, nobs_pretrain=200, loss="Binomial deviance",
+    ...                       fine_tuning_law=WeightedChiSquare([1.0, 1.0, 1.0]))
+    >>> glm.mean, glm.var          # same mean; variance 2 (3 + (4 + 1) / 4)
+    (4.5, 8.5)
+    >>> glm.crossover_alpha(d_base=6)
+    1.0
     """
 
     def __init__(self, pretrain_law: WeightedChiSquare, *, sigma2: float, d_eff: int,
-                 nobs: int, nobs_pretrain: int, d_base: int | None = None):
+                 nobs: int, nobs_pretrain: int, d_base: int | None = None,
+                 fine_tuning_law: WeightedChiSquare | None = None,
+                 loss: str = SQUARED_ERROR):
         if not isinstance(pretrain_law, WeightedChiSquare) or pretrain_law.shift != 0:
             raise ValueError("pretrain_law must be a WeightedChiSquare with shift 0 "
                              "(the law of ||L(Z)||^2).")
@@ -229,47 +306,53 @@ class RiskAsymptotics:
                              "must be >= 0.")
         if not sigma2 >= 0 or nobs < 1 or nobs_pretrain < 1 or d_eff < 0:
             raise ValueError("need sigma2 >= 0, nobs >= 1, nobs_pretrain >= 1, d_eff >= 0.")
+        if fine_tuning_law is not None and (
+                not isinstance(fine_tuning_law, WeightedChiSquare)
+                or np.any(fine_tuning_law.weights < 0) or fine_tuning_law.shift < 0):
+            raise ValueError("fine_tuning_law must be a WeightedChiSquare with non-negative "
+                             "weights and shift (the fine-tuning part is an excess risk, "
+                             ">= 0); None for the point mass sigma2 * d_eff.")
         self.pretrain_law = pretrain_law
         self.sigma2 = float(sigma2)
         self.d_eff = int(d_eff)
         self.nobs = int(nobs)
         self.nobs_pretrain = int(nobs_pretrain)
         self.d_base = d_base
+        self._fine_tuning_law = fine_tuning_law
+        self.loss = str(loss)
 
     # ------------------------------------------------------------ plug-in
     @classmethod
-    def from_results(cls, results) -> "RiskAsymptotics":
-        r"""Plug-in estimate from a fitted two-stage OLS/WLS result.
+    def from_results(cls, results, **options) -> "RiskAsymptotics":
+        r"""Plug-in estimate from a fitted two-stage result.
 
-        ``kappa`` by :func:`plugin_risk_weights` at ``(theta_hat, beta_hat)`` on the
-        labeled rows and the pre-training rows; ``sigma^2`` by the results' ``scale``
-        (``SSR / (n - d_eff)``; for WLS the weighted residual variance, and the risk is
-        then the weighted risk ``E[wt (y - f_hat)^2]``, which is the usual one for
-        constant weights); ``d_eff`` = the rank of the design; ``d_base`` (for
-        :meth:`crossover_alpha`) = the covariate columns plus the ``p`` raw inputs when
-        the feature map is affine in the raw inputs (the baseline regresses ``y`` on
-        the covariates and the raw ``x``), else unset.
+        **OLS / WLS** (no options). ``kappa`` by :func:`plugin_risk_weights` at
+        ``(theta_hat, beta_hat)`` on the labeled rows and the pre-training rows;
+        ``sigma^2`` by the results' ``scale`` (``SSR / (n - d_eff)``; for WLS the
+        weighted residual variance, and the risk is then the weighted risk
+        ``E[wt (y - f_hat)^2]``, which is the usual one for constant weights);
+        ``d_eff`` = the rank of the design; ``d_base`` (for :meth:`crossover_alpha`) =
+        the covariate columns plus the ``p`` raw inputs when the feature map is affine in
+        the raw inputs (the baseline regresses ``y`` on the covariates and the raw
+        ``x``), else unset.
+
+        **GLM, Logit, Probit, Poisson**: the deviance risk,
+        :func:`ssl_inference.risk.deviance_risk_asymptotics` (``options`` are its
+        keywords ``fine_tuning`` and ``average_label_noise``).
         """
         res = getattr(results, "_results", results)
-        model = res.model
-        rep = model.representation
-        if rep is None:
-            raise ValueError("risk_asymptotics needs a two-stage fit (a model with "
-                             "representation=...).")
-        design = np.asarray(model.exog, dtype=float)
-        n = design.shape[0]
-        d_eff = int(round(res.nobs - res.df_resid))
-        weights = np.asarray(getattr(model, "weights", 1.0), dtype=float)
-        weights = None if np.all(weights == 1.0) else weights
-        kappa = plugin_risk_weights(rep, model.features, design, np.asarray(res.params),
-                                    model.design_jacobian(), weights=weights, d_eff=d_eff,
-                                    # its clustering, without the SEs' small-sample factor
-                                    covariance=replace(res._covariance, small_sample=False))
-        p = _affine_dimension(rep, model.features) if model.feature_design.is_selector \
-            else None
-        d_base = None if p is None else design.shape[1] - len(model.rep_cols) + p
-        return cls(WeightedChiSquare(kappa), sigma2=float(res.scale), d_eff=d_eff, nobs=n,
-                   nobs_pretrain=rep.nobs_, d_base=d_base)
+        from .deviance import deviance_risk_asymptotics, second_stage_family
+        if second_stage_family(res.model) is not None:
+            return deviance_risk_asymptotics(res, **options)
+        if options:
+            raise TypeError(
+                f"{sorted(options)} apply to GLM-type second stages (the deviance risk); "
+                "the least-squares law has none: its fine-tuning part sigma^2 d_eff "
+                "already averages over the label noise (the paper's theorem).")
+        kappa, d_eff, d_base = _plugin_pretraining(res, _least_squares_weights(res.model))
+        return cls(WeightedChiSquare(kappa), sigma2=float(res.scale), d_eff=d_eff,
+                   nobs=res.model.exog.shape[0], nobs_pretrain=res.model.representation.nobs_,
+                   d_base=d_base)
 
     # ------------------------------------------------------------ the law
     @property
@@ -283,38 +366,68 @@ class RiskAsymptotics:
         return self.nobs_pretrain / self.nobs
 
     @property
+    def fine_tuning_law(self) -> WeightedChiSquare:
+        """Law of the fine-tuning part of the limit: the point mass ``sigma^2 d_eff``
+        (least squares), or ``sum_j lambda_j chi2_1`` (GLM deviance risk)."""
+        if self._fine_tuning_law is None:
+            return WeightedChiSquare(np.zeros(0), shift=self.sigma2 * self.d_eff)
+        return self._fine_tuning_law
+
+    @property
+    def excess_label(self) -> str:
+        """The excess risk this law describes: ``"R - sigma^2"`` (least squares) or
+        ``"R - R*"`` (``R*``: the risk of the population optimum)."""
+        return "R - sigma^2" if self.loss == SQUARED_ERROR else "R - R*"
+
+    @property
+    def has_baseline(self) -> bool:
+        """Whether :meth:`crossover_alpha` can compare with a downstream-only baseline:
+        the fine-tuning mean is ``sigma^2 d_eff`` (least squares; GLM with the
+        model-based fine-tuning law), so the baseline's is ``sigma^2 d_base``."""
+        return math.isclose(self.fine_tuning_law.mean, self.sigma2 * self.d_eff,
+                            rel_tol=1e-9, abs_tol=1e-300)
+
+    @property
     def law(self) -> WeightedChiSquare:
-        """Limit law of ``n (R - sigma^2)``: ``sigma^2 d_eff + sum_j (kappa_j / alpha) chi2_1``."""
-        return WeightedChiSquare(self.kappa / self.alpha, shift=self.sigma2 * self.d_eff)
+        """Limit law of ``n (R - R*)`` (``R* = sigma^2`` for least squares): the
+        fine-tuning law plus ``sum_j (kappa_j / alpha) chi2_1``, independent; for least
+        squares ``sigma^2 d_eff + sum_j (kappa_j / alpha) chi2_1``."""
+        fine = self.fine_tuning_law
+        return WeightedChiSquare(np.concatenate([fine.weights, self.kappa / self.alpha]),
+                                 shift=fine.shift)
 
     @property
     def excess_law(self) -> WeightedChiSquare:
-        """Approximate law of the excess risk ``R - sigma^2`` (the limit law / n)."""
+        """Approximate law of the excess risk ``R - R*`` (the limit law / n)."""
         return self.law.scaled(1.0 / self.nobs)
 
     @property
     def mean(self) -> float:
-        """Mean of the limit of ``n (R - sigma^2)``: ``sigma^2 d_eff + tr(GV) / alpha``."""
+        """Mean of the limit of ``n (R - R*)``: ``E[fine-tuning] + tr(GV) / alpha``
+        (``sigma^2 d_eff + tr(GV) / alpha`` for least squares)."""
         return self.law.mean
 
     @property
     def var(self) -> float:
-        """Variance of the limit of ``n (R - sigma^2)``: ``2 tr((GV)^2) / alpha^2``."""
+        """Variance of the limit of ``n (R - R*)``: ``2 sum lambda_j^2 + 2 tr((GV)^2) /
+        alpha^2`` (no first term for least squares)."""
         return self.law.var
 
     def quantile(self, q, *, excess: bool = False):
-        """Quantiles of ``n (R - sigma^2)`` (``excess=True``: of ``R - sigma^2``)."""
+        """Quantiles of ``n (R - R*)`` (``excess=True``: of ``R - R*``)."""
         return (self.excess_law if excess else self.law).ppf(q)
 
     def cdf(self, x, *, excess: bool = False):
-        """Distribution function of ``n (R - sigma^2)`` (``excess=True``: of ``R - sigma^2``)."""
+        """Distribution function of ``n (R - R*)`` (``excess=True``: of ``R - R*``)."""
         return (self.excess_law if excess else self.law).cdf(x)
 
     # ----------------------------------------------------- decomposition
     @property
     def fine_tuning(self) -> float:
-        """Fine-tuning part of the expected excess risk: ``sigma^2 d_eff / n``."""
-        return self.sigma2 * self.d_eff / self.nobs
+        """Fine-tuning part of the expected excess risk: ``E[fine-tuning] / n``
+        (``sigma^2 d_eff / n`` for least squares and for a GLM with the model-based
+        fine-tuning law)."""
+        return self.fine_tuning_law.mean / self.nobs
 
     @property
     def pretraining(self) -> float:
@@ -339,7 +452,7 @@ class RiskAsymptotics:
         -------
         DataFrame
             Rows ``fine_tuning``, ``pretraining``, ``total``; columns ``excess_risk``
-            (the ``R - sigma^2`` scale), ``scaled`` (times ``n``) and ``share``.
+            (the ``R - R*`` scale), ``scaled`` (times ``n``) and ``share``.
         """
         parts = np.array([self.fine_tuning, self.pretraining, self.expected_excess_risk])
         total = parts[-1]
@@ -352,9 +465,10 @@ class RiskAsymptotics:
         r"""Pre-training ratio ``alpha_0`` above which the two-stage pipeline wins.
 
         The downstream-only baseline (the whole model fitted on the ``n`` labels, with
-        ``d_base`` parameters) has ``n (R - sigma^2) -> sigma^2 d_base``; the pipeline's
-        limit mean is ``sigma^2 d_eff + E||L(Z)||^2 / alpha``. So the pipeline has the
-        smaller expected limit iff ``alpha > alpha_0`` with
+        ``d_base`` parameters) has ``n (R - R*) -> sigma^2 d_base`` (least squares; for
+        a GLM of the same family the mean of its limit ``phi chi2_{d_base}``); the
+        pipeline's limit mean is ``sigma^2 d_eff + E||L(Z)||^2 / alpha``. So the
+        pipeline has the smaller expected limit iff ``alpha > alpha_0`` with
 
         .. math:: \alpha_0 = \frac{E\|L(Z)\|^2}{\sigma^2 (d_{base} - d_{eff})}.
 
@@ -370,6 +484,13 @@ class RiskAsymptotics:
             the raw inputs, e.g. PCA): covariate columns + raw inputs ``p``. For
             non-linear feature maps there is no default: pass the dimension of the
             downstream-only model you would fit instead.
+
+        Raises
+        ------
+        ValueError
+            Without ``d_base``; or when the fine-tuning mean is not ``sigma^2 d_eff``
+            (a GLM law with ``fine_tuning="robust"``): the baseline's fine-tuning mean
+            is then not ``sigma^2 d_base`` either, and is unknown without fitting it.
         """
         if d_base is None:
             d_base = self.d_base
@@ -379,6 +500,16 @@ class RiskAsymptotics:
                 "downstream-only model fitted on the labels alone. It has a default only "
                 "for feature maps that are affine in the raw inputs (covariates + raw "
                 "inputs); pass d_base=... for this representation.")
+        if not self.has_baseline:
+            fine = self.fine_tuning_law.mean
+            raise ValueError(
+                f"crossover_alpha compares the pipeline with a downstream-only baseline "
+                f"whose fine-tuning part has mean sigma2 * d_base, which holds when both "
+                f"use the model's variance function. This law's fine-tuning mean "
+                f"{fine:.4g} is not sigma2 * d_eff = {self.sigma2 * self.d_eff:.4g} (a "
+                f"sandwich estimate, fine_tuning='robust'), so the baseline's mean is "
+                f"unknown: use risk_asymptotics(fine_tuning='model'), or fit the baseline "
+                f"and compare its limit mean with this law's mean.")
         gap = d_base - self.d_eff
         expected = self.pretrain_law.mean
         if gap <= 0 or (self.sigma2 == 0 and expected > 0):
@@ -390,9 +521,10 @@ class RiskAsymptotics:
         expected excess risk (at the current ``n``).
 
         The pre-training part ``E||L(Z)||^2 / m`` falls with ``m``; solving
-        ``pretraining / (pretraining + fine_tuning) = share`` gives
+        ``pretraining / (pretraining + fine_tuning) = share`` gives, with ``F`` the
+        fine-tuning mean (``sigma^2 d_eff`` for least squares),
 
-        .. math:: m = \frac{1 - s}{s}\, \frac{n\, E\|L(Z)\|^2}{\sigma^2 d_{eff}},
+        .. math:: m = \frac{1 - s}{s}\, \frac{n\, E\|L(Z)\|^2}{F},
 
         and any larger ``m`` gives a smaller share (round up). ``0`` when
         ``E||L(Z)||^2 = 0``; ``inf`` when the fine-tuning part is zero.
@@ -402,31 +534,42 @@ class RiskAsymptotics:
         expected = self.pretrain_law.mean
         if expected == 0:
             return 0.0
-        fine = self.sigma2 * self.d_eff
+        fine = self.fine_tuning_law.mean
         if fine == 0:
             return math.inf
         return (1.0 - share) / share * self.nobs * expected / fine
 
     # ---------------------------------------------------------- display
     def summary_frame(self) -> pd.Series:
-        """The main numbers in one Series."""
+        """The main numbers in one Series (GLM laws add ``fine_tuning_mean``)."""
         law = self.law
-        return pd.Series({
+        numbers = {
             "nobs": self.nobs, "nobs_pretrain": self.nobs_pretrain, "alpha": self.alpha,
-            "sigma2": self.sigma2, "d_eff": self.d_eff,
+            "sigma2": self.sigma2, "d_eff": self.d_eff}
+        if self._fine_tuning_law is not None:
+            numbers["fine_tuning_mean"] = self.fine_tuning_law.mean
+        numbers.update({
             "E||L(Z)||^2": self.pretrain_law.mean, "mean": law.mean, "sd": law.std,
             "median": float(law.ppf(0.5)), "q90": float(law.ppf(0.9)),
             "expected_excess_risk": self.expected_excess_risk,
             "pretraining_share": self.pretraining_share})
+        return pd.Series(numbers)
 
     def __repr__(self) -> str:
-        return (f"RiskAsymptotics(n={self.nobs}, m={self.nobs_pretrain}, "
+        if self._fine_tuning_law is None and self.loss == SQUARED_ERROR:
+            return (f"RiskAsymptotics(n={self.nobs}, m={self.nobs_pretrain}, "
+                    f"sigma2={self.sigma2:.4g}, d_eff={self.d_eff}, "
+                    f"E||L(Z)||^2={self.pretrain_law.mean:.4g}, "
+                    f"pretraining_share={self.pretraining_share:.3f})")
+        return (f"RiskAsymptotics(loss={self.loss!r}, n={self.nobs}, m={self.nobs_pretrain}, "
                 f"sigma2={self.sigma2:.4g}, d_eff={self.d_eff}, "
+                f"E[fine-tuning]={self.fine_tuning_law.mean:.4g}, "
                 f"E||L(Z)||^2={self.pretrain_law.mean:.4g}, "
                 f"pretraining_share={self.pretraining_share:.3f})")
 
     def plot(self, ax=None, *, excess: bool = False, quantiles=(0.5, 0.9), points: int = 200):
-        """Density of the limit law with the fine-tuning point and quantiles marked.
+        """Density of the limit law with the fine-tuning point (least squares) or
+        mean (GLM) and quantiles marked.
 
         Needs matplotlib (``pip install "ssl_inference[plot]"``); see
         :func:`ssl_inference.plotting.plot_risk_density` for the parameters.
@@ -441,8 +584,9 @@ class RiskAsymptotics:
     def plot_pretrain_size(self, ax=None, *, sizes=None, band=(0.1, 0.9), d_base=None):
         """How much unlabeled data is enough: limiting excess risk against ``m``.
 
-        The expected excess risk ``sigma^2 d_eff / n + E||L(Z)||^2 / m`` with a quantile
-        band, the fine-tuning floor, the downstream-only baseline and the crossover
+        The expected excess risk ``E[fine-tuning] / n + E||L(Z)||^2 / m`` (``sigma^2
+        d_eff / n`` the first term for least squares) with a quantile band of the total,
+        the fine-tuning floor, the downstream-only baseline and the crossover
         (when ``d_base`` is known), at the fitted ``n``. Needs matplotlib; see
         :func:`ssl_inference.plotting.plot_pretrain_size` for the parameters.
 

@@ -57,7 +57,10 @@ def pca_gaussian_law(eigenvalues, beta, *, downstream_variances=None) -> Weighte
     beta : array_like (k,)
         Coefficients of the features in ``f*``.
     downstream_variances : array_like (p,), optional
-        ``sigma_j = Var_down(u_j'x)``; only ``j >= k`` are used.
+        ``sigma_j = Var_down(u_j'x)``; only ``j >= k`` are used. For a GLM second
+        stage (deviance risk) pass the working-weighted second moments
+        ``E[omega (u_j'x)^2]``: ``E[omega] sigma_j`` for Gaussian inputs, since
+        ``omega`` depends on ``x`` only through the top components (docs, theory page).
 
     Returns
     -------
