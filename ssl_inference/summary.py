@@ -123,7 +123,7 @@ def notes(res) -> list[str]:
 
 def _blank_gauge_dependent_rows(res, params_table) -> list[str]:
     """Hide t, p and interval of coefficients whose single test is not invariant."""
-    names = [res.model.exog_names[c] for c in gauge_dependent_columns(res)]
+    names = [res.model.param_names[c] for c in gauge_dependent_columns(res)]
     for row in params_table:
         if row[0].data in names:
             row[0].data = f"{row[0].data}*"
@@ -184,7 +184,7 @@ class TwoStageSummary2(Summary2):
 
 
 def extend_summary2(res, smry):
-    names = [res.model.exog_names[c] for c in gauge_dependent_columns(res)]
+    names = [res.model.param_names[c] for c in gauge_dependent_columns(res)]
     if names:
         params = smry.tables[1]
         hidden = params.columns[2:]
