@@ -9,7 +9,8 @@ from . import risk, symmetry
 from .anova import install_anova_guard
 from .exceptions import (ConvergenceWarning, IdentificationWarning,
                          NonInvariantHypothesisError, NotFittedError)
-from .models import GLM, OLS, WLS, Logit, Poisson, Probit
+from .models import (GLM, OLS, WLS, GeneralizedPoisson, Logit, MNLogit, NegativeBinomial,
+                     OrderedModel, Poisson, Probit, ZeroInflatedPoisson)
 from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorRepresentation,
                               Representation, SpectralContrastive)
 from .symmetry import align
@@ -20,6 +21,7 @@ install_anova_guard()  # statsmodels' anova_lm refuses several-model tables of t
 
 __all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
            "MEstimatorRepresentation", "Representation", "align", "OLS", "WLS",
-           "GLM", "Logit", "Probit", "Poisson", "risk", "symmetry", "NotFittedError",
-           "NonInvariantHypothesisError", "IdentificationWarning",
+           "GLM", "Logit", "Probit", "Poisson", "NegativeBinomial", "GeneralizedPoisson",
+           "ZeroInflatedPoisson", "MNLogit", "OrderedModel", "risk", "symmetry",
+           "NotFittedError", "NonInvariantHypothesisError", "IdentificationWarning",
            "ConvergenceWarning", "__version__"]
