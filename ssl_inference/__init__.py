@@ -7,7 +7,7 @@
 """
 from . import risk, symmetry
 from .anova import install_anova_guard
-from .exceptions import (ConvergenceWarning, IdentificationWarning,
+from .exceptions import (ConvergenceWarning, GaugeDependentWarning, IdentificationWarning,
                          NonInvariantHypothesisError, NotFittedError)
 from .models import (GLM, OLS, WLS, GeneralizedPoisson, Logit, MNLogit, NegativeBinomial,
                      OrderedModel, Poisson, Probit, ZeroInflatedPoisson)
@@ -24,4 +24,4 @@ __all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
            "GLM", "Logit", "Probit", "Poisson", "NegativeBinomial", "GeneralizedPoisson",
            "ZeroInflatedPoisson", "MNLogit", "OrderedModel", "risk", "symmetry",
            "NotFittedError", "NonInvariantHypothesisError", "IdentificationWarning",
-           "ConvergenceWarning", "__version__"]
+           "GaugeDependentWarning", "ConvergenceWarning", "__version__"]

@@ -167,8 +167,8 @@ def survey_act(n_pretrain: int = 100, seed: int = 0) -> Act:
               f"res.wald_test('pc0 = pc1 = 0'), gives chi2 = {float(joint.statistic):.1f} on "
               f"2 df, p = {float(joint.pvalue):.2g}: attitudes predict the vote. Covariate "
               "tests do not depend on the mode (income: p = "
-              f"{two.pvalues['income']:.4f} with sign flips, {rot.pvalues['income']:.4f} "
-              "with rotations)."),
+              f"{two.pvalues['income']:.4f} with sign flips, "
+              f"{float(rot.t_test('income = 0').pvalue):.4f} with rotations)."),
     ]
     return Act("\n".join(lines), {"two-stage": two})
 

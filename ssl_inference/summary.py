@@ -121,14 +121,20 @@ def notes(res) -> list[str]:
     return lines
 
 
-def _blank_gauge_dependent_rows(res, params_table) -> list[str]:
-    """Hide t, p and interval of coefficients whose single test is not invariant."""
-    names = [res.model.param_names[c] for c in gauge_dependent_columns(res)]
+def blank_table_rows(params_table, names) -> None:
+    """Star the rows ``names`` of a parameter table and hide their test statistic,
+    p-value and interval (the cells after the estimate and its standard error)."""
     for row in params_table:
         if row[0].data in names:
             row[0].data = f"{row[0].data}*"
             for cell in row[3:]:
                 cell.data = "--"
+
+
+def _blank_gauge_dependent_rows(res, params_table) -> list[str]:
+    """Hide t, p and interval of coefficients whose single test is not invariant."""
+    names = [res.model.param_names[c] for c in gauge_dependent_columns(res)]
+    blank_table_rows(params_table, names)
     return names
 
 

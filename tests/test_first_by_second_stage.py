@@ -84,11 +84,14 @@ def test_pipeline(first, second):
     assert (decomposition["pretraining"] >= -1e-15).all()
     assert decomposition["pretraining"].max() > 0
     # two-stage variance = statsmodels' second-stage variance + first-stage term, the
-    # latter from the per-row influence IF(x_i) directly (not the streamed contraction)
+    # latter from the per-row influence IF(x_i) directly (not the streamed contraction),
+    # with the small-sample factor m / (m - 1) of a corrected (here nonrobust) second stage
     units = (rep.pretrain_triples() if first == "spectral"    # [x, x+, x-] per unit
              else rep.pretrain_data_)
-    B = rep.influence(units) @ res.first_stage_jacobian.T / rep.nobs_
-    np.testing.assert_allclose(res.bse ** 2, res.bse_naive ** 2 + (B ** 2).sum(0), rtol=1e-8)
+    m = rep.nobs_
+    B = rep.influence(units) @ res.first_stage_jacobian.T / m
+    np.testing.assert_allclose(res.bse ** 2, res.bse_naive ** 2 + m / (m - 1) * (B ** 2).sum(0),
+                               rtol=1e-8)
     # every invariant test is the Wald statistic of its hypothesis with the two-stage V
     V, b = np.asarray(res.cov_params()), np.asarray(res.params)
     hypotheses = invariant_hypotheses(res.model)

@@ -252,12 +252,14 @@ def test_prediction_delta_method_against_finite_differences(problem):
         cov_kwds={"second_stage": "HC0"})
     expected = np.sqrt((infl_pre ** 2).sum() + (infl_lab ** 2).sum())
     assert hc0.get_prediction(new).se_mean[0] == pytest.approx(expected, rel=1e-5)
-    # nonrobust and HC0 share the first-stage part: their variances differ by the
-    # second-stage difference w0' (V_nonrobust - V_HC0) w0 alone
+    # nonrobust and HC0 share the first-stage part P up to the nonrobust fit's factor
+    # m / (m - 1): var_nonrobust = w0' V_nonrobust w0 + m / (m - 1) P, with
+    # P = var_HC0 - w0' V_HC0 w0
     w0 = np.concatenate([[1.0, z0], rep.transform(x0)[0]])
-    diff = np.asarray(res.cov_params_naive()) - np.asarray(hc0.cov_params_naive())
+    first = hc0.get_prediction(new).se_mean[0] ** 2 - w0 @ np.asarray(
+        hc0.cov_params_naive()) @ w0
     assert res.get_prediction(new).se_mean[0] ** 2 == pytest.approx(
-        hc0.get_prediction(new).se_mean[0] ** 2 + w0 @ diff @ w0, rel=1e-8)
+        w0 @ np.asarray(res.cov_params_naive()) @ w0 + m / (m - 1) * first, rel=1e-8)
 
 
 def test_get_robustcov_results_keeps_two_stage(problem):

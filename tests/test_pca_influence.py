@@ -429,9 +429,13 @@ def test_fine_tuning_part_is_statsmodels(second_stage):
     np.testing.assert_allclose(np.asarray(res.params), plain.params, rtol=1e-10)
     assert (dec["pretraining"] > 0).all()
     # total = statsmodels' variance + the first-stage term from the per-row influence
-    # (not the streamed contraction the package uses)
-    B = rep.influence(X_pre) @ res.first_stage_jacobian.T / len(X_pre)
-    np.testing.assert_allclose(res.bse ** 2, plain.bse ** 2 + (B ** 2).sum(0), rtol=1e-8)
+    # (not the streamed contraction the package uses), times m / (m - 1) unless the
+    # second stage is uncorrected (HC0)
+    m = len(X_pre)
+    B = rep.influence(X_pre) @ res.first_stage_jacobian.T / m
+    c_pre = 1.0 if second_stage == "HC0" else m / (m - 1)
+    np.testing.assert_allclose(res.bse ** 2, plain.bse ** 2 + c_pre * (B ** 2).sum(0),
+                               rtol=1e-8)
 
 
 @pytest.mark.parametrize("reps", [2, 5])

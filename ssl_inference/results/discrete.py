@@ -1,12 +1,14 @@
 """Two-stage results of discrete second stages (Logit, Probit, Poisson) and their wrappers."""
 from __future__ import annotations
 
+import numpy as np
 import statsmodels.base.wrapper as wrap
 from statsmodels.discrete.discrete_model import (BinaryResultsWrapper, LogitResults,
                                                  PoissonResults, PoissonResultsWrapper,
                                                  ProbitResults)
 
 from ..exceptions import FirstStageBlindError
+from ..margins import MeanFunction
 from ..prediction import PredictionResultsBase
 from .base import WRAP_ATTRS, TwoStageResultsWrapperMixin, wrap_methods
 from .glm import TwoStageLinkResultsMixin
@@ -56,16 +58,28 @@ class _TwoStageDiscreteMixin(TwoStageLinkResultsMixin):
                                      average or agg_weights is not None, kwargs)
 
 
-class TwoStageLogitResults(_TwoStageDiscreteMixin, LogitResults):
+class _TwoStageBinaryMixin(_TwoStageDiscreteMixin):
+    def _mean_function(self) -> MeanFunction:
+        """statsmodels' ``cdf`` and ``pdf`` (what its margins use) and the second
+        derivative of its link's inverse."""
+        model = self.model
+        return MeanFunction(model.cdf, model.pdf, MeanFunction.from_link(model.link).deriv2)
+
+
+class TwoStageLogitResults(_TwoStageBinaryMixin, LogitResults):
     """Two-stage results of a Logit second stage."""
 
 
-class TwoStageProbitResults(_TwoStageDiscreteMixin, ProbitResults):
+class TwoStageProbitResults(_TwoStageBinaryMixin, ProbitResults):
     """Two-stage results of a Probit second stage."""
 
 
 class TwoStagePoissonResults(_TwoStageDiscreteMixin, PoissonResults):
     """Two-stage results of a Poisson second stage."""
+
+    def _mean_function(self) -> MeanFunction:
+        """``exp`` and its derivatives (statsmodels' Poisson margins)."""
+        return MeanFunction(np.exp, np.exp, np.exp)
 
     def get_diagnostic(self, y_max=None):
         """Not available: statsmodels' count-model specification tests hold the features
