@@ -179,14 +179,14 @@ class TwoStageModelMixin:
         names = list(representation.get_feature_names_out())
         if design is None:  # array input: the features are the last columns
             k = len(names)
-            positions = self._design_name_positions()
+            columns = self._design_name_positions()
             if not all(n in self.exog_names for n in names):
                 # statsmodels named the appended feature columns x1, x2, ...
                 xnames = list(self.exog_names)
-                for position, name in zip(positions[-k:], names):
-                    xnames[position] = name
+                for column, name in zip(columns[-k:], names):
+                    xnames[column] = name
                 self.data.xnames = xnames
-            design = AppendedFeatures(n_base=positions.size - k, n_features=k)
+            design = AppendedFeatures(n_base=columns.size - k, n_features=k)
         self.representation = representation
         self.features = raw
         self.feature_columns = feature_columns
