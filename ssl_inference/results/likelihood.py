@@ -33,6 +33,7 @@ from statsmodels.genmod.families import links
 from statsmodels.miscmodels.ordinal_model import OrderedResults, OrderedResultsWrapper
 
 from ..exceptions import FirstStageBlindError
+from ..margins import MeanFunction, TwoStageMarginsMixin
 from ..prediction import PredictionResultsBase, PredictionResultsMonotonic
 from ..score_jacobian import central_derivative, design_derivative, feature_gradients
 from .base import (WRAP_ATTRS, TwoStageResultsMixin, TwoStageResultsWrapperMixin,
@@ -261,7 +262,7 @@ def _with_nan_rows(values: np.ndarray, complete: np.ndarray) -> np.ndarray:
 
 
 class _MarginsRefused:
-    """``get_margeff`` refused with a first stage (statsmodels' numbers hold it fixed)."""
+    """``get_margeff`` refused with a first stage (a multi-outcome model)."""
 
     def get_margeff(self, *args, **kwargs):
         """Not available with a first stage: statsmodels' marginal-effect covariance holds
@@ -270,19 +271,27 @@ class _MarginsRefused:
         Raises :class:`~ssl_inference.exceptions.FirstStageBlindError`; after
         ``fit(cov_type="naive")`` this is statsmodels' method. Average discrete
         changes with two-stage standard errors: ``get_prediction`` of stacked
-        counterfactual rows with ``average=True`` and ``agg_weights`` +-1.
+        counterfactual rows with ``average=True`` and ``agg_weights`` +-2.
         """
         if self._spec.cov_type == "naive":
             return super().get_margeff(*args, **kwargs)
         raise FirstStageBlindError(
             f"get_margeff() is not available for two-stage {type(self.model).__name__} "
-            "results: statsmodels' marginal effects and their standard errors hold the "
-            "learned features fixed, and the two-stage version is not implemented for this "
-            "model. For an average discrete change with two-stage standard errors stack "
-            "the rows at two covariate values and use get_prediction(stacked, average=True, "
-            "agg_weights=np.r_[np.ones(n), -np.ones(n)] * 2) (the mean of w_i f_i); for "
-            "statsmodels' margins given the features use "
-            "res.model.fit(cov_type='naive').get_margeff().")
+            "results: statsmodels' marginal effects of each outcome's probability and their "
+            "standard errors hold the learned features fixed, and the two-stage version is "
+            "implemented for single-index models only (Logit, Probit, Poisson, GLM, "
+            "NegativeBinomial, GeneralizedPoisson). For an average discrete change with "
+            "two-stage standard errors stack the rows at two covariate values (n rows "
+            "each) and use get_prediction(stacked, average=True, "
+            "agg_weights=np.r_[np.ones(n), -np.ones(n)] * 2); for statsmodels' margins "
+            "given the features use res.model.fit(cov_type='naive').get_margeff().")
+
+
+class _LogLinkMargins(TwoStageMarginsMixin):
+    """Margins of a count model with mean ``exp(w'beta)``, as statsmodels computes them."""
+
+    def _mean_function(self) -> MeanFunction:
+        return MeanFunction(np.exp, np.exp, np.exp)
 
 
 class _DiagnosticRefused:
@@ -304,14 +313,14 @@ class _DiagnosticRefused:
             "res.model.fit(cov_type='naive').get_diagnostic().")
 
 
-class TwoStageNegativeBinomialResults(_MarginsRefused, _DiagnosticRefused,
+class TwoStageNegativeBinomialResults(_LogLinkMargins, _DiagnosticRefused,
                                       TwoStageLikelihoodResultsMixin, NegativeBinomialResults):
     """Two-stage results of a negative binomial second stage."""
 
     _mean_link = links.Log()
 
 
-class TwoStageGeneralizedPoissonResults(_MarginsRefused, _DiagnosticRefused,
+class TwoStageGeneralizedPoissonResults(_LogLinkMargins, _DiagnosticRefused,
                                         TwoStageLikelihoodResultsMixin,
                                         GeneralizedPoissonResults):
     """Two-stage results of a generalized Poisson second stage."""
