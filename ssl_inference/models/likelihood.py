@@ -321,9 +321,15 @@ class MNLogit(TwoStageLikelihoodMixin, sm.MNLogit):
 """)
     _results_name = "TwoStageMNLogitResults"
 
-    def __init__(self, endog, exog, check_rank: bool = True, *, representation=None,
-                 features=None, pretrain_index=None, **kwargs):
+    def __init__(self, endog, exog, check_rank: bool = True, offset=None, *,
+                 representation=None, features=None, pretrain_index=None, **kwargs):
         self._check_kwargs(kwargs, error=True)
+        if offset is not None and representation is not None:
+            raise ValueError("offset= has no effect in statsmodels' MNLogit (its likelihood "
+                             "does not use it), so it is not accepted with a first stage. "
+                             "Drop it, or add the variable to the design.")
+        if representation is None:  # statsmodels' own keyword (llnull passes it on)
+            kwargs["offset"] = offset
         self._init_two_stage(endog, exog, representation=representation, features=features,
                              pretrain_index=pretrain_index, check_rank=check_rank, **kwargs)
 

@@ -195,7 +195,17 @@ class TwoStageLikelihoodResultsMixin(TwoStageResultsMixin):
                 predicted = _with_nan_rows(predicted, complete)
                 var = _with_nan_rows(var, complete)
         df = self.df_resid if self.use_t else None
-        return PredictionResultsBase(predicted, var, df=df, row_labels=row_labels)
+        labels = None
+        if predicted.ndim == 2:
+            labels = self._column_labels(which, predicted.shape[1], pred_kwds)
+        return PredictionResultsBase(predicted, var, df=df, row_labels=row_labels,
+                                     column_labels=labels)
+
+    def _column_labels(self, which: str, n_columns: int, pred_kwds: dict):
+        """Labels of the values of two-dimensional predictions (outcome levels, counts)."""
+        if "y_values" in pred_kwds:
+            return list(np.asarray(pred_kwds["y_values"]).ravel())
+        return None
 
     # ------------------------------------------------------------- internals
     @property
@@ -351,6 +361,10 @@ class TwoStageMNLogitResults(_MarginsRefused, TwoStageLikelihoodResultsMixin,
             return flat.reshape(values.shape, order="F")
         return super()._nan_if_gauge_dependent(values.reshape(-1, 2)).reshape(values.shape)
 
+    def _column_labels(self, which: str, n_columns: int, pred_kwds: dict):
+        levels = self.model._ynames_map
+        return [levels[i] for i in range(n_columns)] if n_columns == self.model.J else None
+
     def conf_int(self, alpha: float | None = None, cols=None, *, method: str = "wald"):
         """Confidence intervals, (equations, design columns, 2) as in statsmodels.
 
@@ -369,6 +383,16 @@ class TwoStageOrderedResults(TwoStageLikelihoodResultsMixin, OrderedResults):
     """Two-stage results of an ordered (logit, probit) second stage."""
 
     _default_which = "prob"
+
+    def _column_labels(self, which: str, n_columns: int, pred_kwds: dict):
+        labels = list(self.model.labels)
+        return labels if n_columns == len(labels) else None
+
+    def summary2(self, *args, **kwargs):
+        """Not available: statsmodels' ordered-model results have no ``summary2``; use
+        :meth:`summary`."""
+        raise NotImplementedError("statsmodels' OrderedResults has no summary2(); use "
+                                  "summary(), which has the two-stage tables.")
 
     def bootstrap(self, *args, **kwargs):
         """Not available: statsmodels' bootstrap refits the second stage only.
