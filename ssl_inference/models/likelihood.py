@@ -28,7 +28,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from statsmodels.base.model import GenericLikelihoodModel
+from statsmodels.base.model import GenericLikelihoodModel, GenericLikelihoodModelResults, Model
+from statsmodels.base.wrapper import ResultsWrapper
 from statsmodels.formula.formulatools import advance_eval_env
 from statsmodels.miscmodels.ordinal_model import OrderedModel as _SMOrderedModel
 
@@ -75,7 +76,10 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
 
     @classmethod
     def _statsmodels_class(cls) -> type:
-        return next(c for c in cls.__mro__ if c.__module__.startswith("statsmodels."))
+        """The model class this one extends: the first of the MRO without the two-stage
+        machinery (a statsmodels model, or a user's ``GenericLikelihoodModel``)."""
+        return next(c for c in cls.__mro__
+                    if issubclass(c, Model) and not issubclass(c, TwoStageModelMixin))
 
     # ------------------------------------------------------------ layout
     def _attach_two_stage(self, **state) -> None:
@@ -249,7 +253,14 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
             return super().fit(**statsmodels_cov_arguments(cov_type or "nonrobust", cov_kwds,
                                                            use_t), **fit_kwargs)
         self._check_bootstrap(cov_type)
-        return self._fit_two_stage(super().fit, cov_type, cov_kwds, use_t, fit_kwargs)
+        parent_fit = super().fit
+
+        def fit_parent(**kwargs):
+            res = parent_fit(**kwargs)
+            # GenericLikelihoodModel returns its results without a pandas wrapper
+            return res if hasattr(res, "_results") else wrap_results(res)
+
+        return self._fit_two_stage(fit_parent, cov_type, cov_kwds, use_t, fit_kwargs)
 
     def _check_bootstrap(self, cov_type) -> None:
         """Models whose bootstrap replicates cannot be rebuilt refuse it (hook)."""
@@ -576,6 +587,11 @@ class ZeroInflatedPoisson(TwoStageLikelihoodMixin, sm.ZeroInflatedPoisson):
                 "representation, which the bootstrap does not do. Use the analytic "
                 "two-stage covariance (the default), or keep the features in the count "
                 "equation only.")
+
+
+def wrap_results(results: GenericLikelihoodModelResults) -> ResultsWrapper:
+    """A bare statsmodels result in the wrapper the two-stage results are built from."""
+    return ResultsWrapper(results)
 
 
 def _aligned_inflation_design(exog_infl, endog):
