@@ -514,6 +514,17 @@ def test_refusals_name_the_alternative(data, rep, rotation):
                     representation=rep, features=X)
     with pytest.raises(TypeError, match="unexpected keyword"):
         nb.fit(disp=0, not_an_option=1)
+    with pytest.raises(ValueError, match="has no cols"):
+        mn.conf_int(cols=[0])
+    zi = ssi.ZeroInflatedPoisson(df["y_zip"].to_numpy(), exog, representation=rep,
+                                 features=X).fit(disp=0, maxiter=500)
+    before = zi.get_prediction(exog[:2], features=X[:2]).se
+    zi.remove_data()
+    with pytest.raises(ValueError, match="not available after remove_data"):
+        zi.get_prediction(exog[:2], features=X[:2])
+    res.remove_data()   # other models keep predicting new rows
+    assert np.isfinite(res.get_prediction(exog[:2], features=X[:2]).se).all()
+    assert np.isfinite(before).all()
 
 
 def test_nonstationary_optimum_warns(data, rep):

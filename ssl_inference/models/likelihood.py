@@ -211,8 +211,9 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
         The linearisation (``J``, ``a_j``) assumes ``sum_j s_j = 0`` at ``beta_hat``;
         the Newton step ``-H^{-1} g`` measured in standard errors says how far off it is.
         """
-        step = np.linalg.solve(hessian, gradient)
-        scale = np.sqrt(np.abs(np.diag(np.linalg.inv(-hessian))))
+        inverse = np.linalg.pinv(-hessian)
+        step = inverse @ gradient
+        scale = np.sqrt(np.abs(np.diag(inverse)))
         worst = float(np.max(np.abs(step) / np.where(scale > 0, scale, 1.0)))
         if worst > _STATIONARY_TOL:
             warnings.warn(

@@ -342,6 +342,14 @@ class TwoStageZeroInflatedPoissonResults(_DiagnosticRefused, TwoStageLikelihoodR
                                          ZeroInflatedPoissonResults):
     """Two-stage results of a zero-inflated Poisson second stage."""
 
+    def _predict_at(self, params, designs, which, pred_kwds):
+        if self.model.exog is None:
+            raise ValueError(
+                "statsmodels' ZeroInflatedPoisson.predict reads the model's own exog, which "
+                "remove_data() dropped, so predictions are not available after "
+                "remove_data() for this model. Predict before removing the data.")
+        return super()._predict_at(params, designs, which, pred_kwds)
+
 
 class TwoStageMNLogitResults(_MarginsRefused, TwoStageLikelihoodResultsMixin,
                              MultinomialResults):
@@ -368,15 +376,18 @@ class TwoStageMNLogitResults(_MarginsRefused, TwoStageLikelihoodResultsMixin,
     def conf_int(self, alpha: float | None = None, cols=None, *, method: str = "wald"):
         """Confidence intervals, (equations, design columns, 2) as in statsmodels.
 
-        See :meth:`TwoStageResultsMixin.conf_int`; ``cols`` selects equations.
+        See :meth:`TwoStageResultsMixin.conf_int`. statsmodels' MNLogit intervals
+        have no ``cols``: index the returned array instead.
         """
+        if cols is not None:
+            raise ValueError("MNLogit's conf_int() has no cols (as in statsmodels); index "
+                             "the (equations, columns, 2) array it returns instead.")
         if method != "percentile" or self._bootstrap is None:
             return super().conf_int(alpha, cols, method=method)
         alpha = self._spec.alpha if alpha is None else alpha
         flat = np.quantile(self._bootstrap.params, [alpha / 2, 1 - alpha / 2], axis=0).T
-        out = self._nan_if_gauge_dependent(
+        return self._nan_if_gauge_dependent(
             flat.reshape(-1, self.model.feature_design.n_params, 2))
-        return out if cols is None else out[cols]
 
 
 class TwoStageOrderedResults(TwoStageLikelihoodResultsMixin, OrderedResults):
