@@ -1,4 +1,4 @@
-"""Monte Carlo coverage of naive and two-stage intervals: PCA first stage, generic likelihood second stages.
+"""Monte Carlo coverage of naive and two-stage intervals: PCA first stage, likelihood second stages.
 
 Usage::
 

@@ -44,7 +44,6 @@ import ssl_inference as ssi
 
 from .test_oracle_delicatessen import (N_FIRST, _make_problem, _max_rel, _unit_arrays,
                                        pca_equations, pca_init)
-from .test_oracle_glm import _labeled_units
 
 delicatessen = pytest.importorskip("delicatessen")
 from delicatessen import MEstimator  # noqa: E402
