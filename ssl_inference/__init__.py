@@ -5,14 +5,15 @@
 >>> ssi.PCA(2).fit(X_pre).symmetry_.symbol
 '{+-1}^2'
 """
-from . import risk, symmetry
+from . import risk, symmetry, testing
+from .adapters import from_sklearn, from_statsmodels
 from .anova import install_anova_guard
 from .exceptions import (ConvergenceWarning, GaugeDependentWarning, IdentificationWarning,
                          NonInvariantHypothesisError, NotFittedError)
 from .models import (GLM, OLS, WLS, GeneralizedPoisson, Logit, MNLogit, NegativeBinomial,
                      OrderedModel, Poisson, Probit, ZeroInflatedPoisson)
-from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorRepresentation,
-                              Representation, SpectralContrastive)
+from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorBase,
+                              MEstimatorRepresentation, Representation, SpectralContrastive)
 from .symmetry import align
 
 __version__ = "0.1.0"
@@ -20,8 +21,9 @@ __version__ = "0.1.0"
 install_anova_guard()  # statsmodels' anova_lm refuses several-model tables of two-stage fits
 
 __all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
-           "MEstimatorRepresentation", "Representation", "align", "OLS", "WLS",
-           "GLM", "Logit", "Probit", "Poisson", "NegativeBinomial", "GeneralizedPoisson",
-           "ZeroInflatedPoisson", "MNLogit", "OrderedModel", "risk", "symmetry",
-           "NotFittedError", "NonInvariantHypothesisError", "IdentificationWarning",
-           "GaugeDependentWarning", "ConvergenceWarning", "__version__"]
+           "MEstimatorRepresentation", "MEstimatorBase", "Representation", "align",
+           "from_sklearn", "from_statsmodels", "OLS", "WLS", "GLM", "Logit", "Probit",
+           "Poisson", "NegativeBinomial", "GeneralizedPoisson", "ZeroInflatedPoisson",
+           "MNLogit", "OrderedModel", "risk", "symmetry", "testing", "NotFittedError",
+           "NonInvariantHypothesisError", "IdentificationWarning", "GaugeDependentWarning",
+           "ConvergenceWarning", "__version__"]

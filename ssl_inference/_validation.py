@@ -58,3 +58,17 @@ def nan_rows(*arrays) -> np.ndarray:
         row = np.isnan(arr) if arr.ndim == 1 else np.isnan(arr).any(axis=1)
         mask = row if mask is None else (mask | row)
     return mask
+
+
+def positive_number(value, name: str) -> float:
+    """``value`` as a float if it is a finite positive number (not a bool), else a clear error.
+
+    Examples
+    --------
+    >>> positive_number(2, "feature_scale")
+    2.0
+    """
+    if not (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, bool) and np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number; got {value!r}.")
+    return float(value)

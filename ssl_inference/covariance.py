@@ -481,13 +481,9 @@ class TwoStageCovariance:
         K_stream = np.eye(q) if via_identity else K
         s = K_stream.shape[0]
         elementwise = diag and not via_identity  # accumulate only the variances
-        stream = rep.influence_contract(K_stream, chunk_rows=self.chunk_rows)
         if self._pre_codes is not None:
-            codes, uniques = self._pre_codes
-            sums = np.zeros((len(uniques), s))
-            for start, stop, B in stream:
-                np.add.at(sums, codes[start:stop], B)
-            sums /= m
+            sums = rep.influence_sums(K_stream, self._pre_codes[0],
+                                      chunk_rows=self.chunk_rows) / m
             pre = (sums ** 2).sum(0) if elementwise else sums.T @ sums
             if cross:
                 Bc = sums[unit_pos]
@@ -495,7 +491,7 @@ class TwoStageCovariance:
         else:
             pre = np.zeros(s) if elementwise else np.zeros((s, s))
             half = (np.zeros(r) if elementwise else np.zeros((r, s))) if cross else None
-            for start, stop, B in stream:
+            for start, stop, B in rep.influence_contract(K_stream, chunk_rows=self.chunk_rows):
                 pre += (B ** 2).sum(0) if elementwise else B.T @ B
                 if cross:
                     sel = np.flatnonzero((unit_pos >= start) & (unit_pos < stop))

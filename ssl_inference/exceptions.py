@@ -7,7 +7,8 @@ from __future__ import annotations
 __all__ = ["NotFittedError", "IdentificationWarning", "ConvergenceWarning",
            "NonInvariantHypothesisError", "NonDifferentiableDesignError",
            "GaugeDependentDesignError", "GaugeDependentWarning", "PretrainDataModifiedError",
-           "FirstStageBlindError"]
+           "FirstStageBlindError", "RepresentationCheckError", "UnsupportedEstimatorError",
+           "PolishedEstimateWarning"]
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -90,4 +91,38 @@ class FirstStageBlindError(NotImplementedError):
     ``compare_lr_test``, ``score_test`` or ``fit_regularized``. The message names the
     two-stage alternative; ``fit(cov_type="naive")`` gives statsmodels' own results,
     where these methods work as in statsmodels.
+    """
+
+
+class RepresentationCheckError(AssertionError):
+    """A first stage failed :func:`ssl_inference.testing.check_representation`.
+
+    The message lists every failing check with what was found and what a correct
+    implementation does; ``report`` holds the full
+    :class:`~ssl_inference.testing.ConformanceReport`.
+    """
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report
+
+
+class UnsupportedEstimatorError(TypeError, ValueError):
+    """An estimator of another library that :func:`ssl_inference.from_sklearn` or
+    :func:`ssl_inference.from_statsmodels` cannot wrap (the message names what is
+    supported), or a configuration of it whose features no ssl_inference first stage
+    reproduces exactly.
+
+    Subclasses ``TypeError`` (the wrong kind of object) and ``ValueError`` (a setting
+    that is not supported).
+    """
+
+
+class PolishedEstimateWarning(UserWarning):
+    """An adapter moved a wrapped estimator's estimate to the optimum of its objective.
+
+    Influence functions are a linearisation at that optimum; estimators that stop at a
+    tolerance (or regularise, like scikit-learn's ``reg_covar``) are polished by Newton
+    steps from their estimate. The message gives how much the features changed; the
+    representation's ``adapted_from_`` records it.
     """

@@ -50,19 +50,6 @@ def factor_data(rng, size, Lam=LAMBDA6, psi=PSI6, mu=MU6, law="skewed", return_h
     return (x, h) if return_h else x
 
 
-def _with_params(rep, theta):
-    """A shallow copy of a fitted FactorModel evaluated at another parameter vector."""
-    p, k = rep.n_features_in_, rep.n_factors
-    new = type(rep).__new__(type(rep))
-    new.__dict__.update(rep.__dict__)
-    new.mean_ = theta[:p]
-    new.components_ = theta[p:p + k * p].reshape(k, p)
-    new.noise_variance_ = (np.full(p, theta[-1]) if rep.noise == "isotropic"
-                           else theta[p + k * p:])
-    new.params_ = theta
-    return new
-
-
 def _vertical_directions(rep):
     """Tangent of the orbit Lambda -> Lambda Q: (0, (Lambda A)', 0) for A antisymmetric."""
     p, k = rep.n_features_in_, rep.n_factors
@@ -106,15 +93,15 @@ def test_ppca_matches_sklearn_pca_covariance():
                                rtol=1e-10, atol=1e-12)
     assert np.ptp(ppca.noise_variance_) == 0 and ppca.params_.size == 6 + 12 + 1
     # the closed form is a stationary point of the full likelihood
-    assert np.abs(ppca.loglike_score(X).mean(axis=0)).max() < 1e-12
+    assert np.abs(ppca.estimating_function(X).mean(axis=0)).max() < 1e-12
 
 
 @pytest.mark.parametrize("noise", ["diagonal", "isotropic"])
 def test_mean_score_is_zero_at_the_fit(noise):
     X = factor_data(np.random.default_rng(3), 600)
     rep = ssi.FactorModel(2, noise=noise).fit(X)
-    scale = np.abs(rep.loglike_score(X)).mean(axis=0)
-    assert np.all(np.abs(rep.loglike_score(X).mean(axis=0)) < 1e-11 * scale)
+    scale = np.abs(rep.estimating_function(X)).mean(axis=0)
+    assert np.all(np.abs(rep.estimating_function(X).mean(axis=0)) < 1e-11 * scale)
 
 
 # ------------------------------------------------------------------------- gauge
@@ -147,10 +134,10 @@ def test_analytic_hessian_matches_finite_difference_of_the_score(noise):
     theta = rep.params_
     h = 1e-6
     fd = np.column_stack([
-        (_with_params(rep, theta + h * e).loglike_score(X).mean(0)
-         - _with_params(rep, theta - h * e).loglike_score(X).mean(0)) / (2 * h)
+        (rep.with_params(theta + h * e).estimating_function(X).mean(0)
+         - rep.with_params(theta - h * e).estimating_function(X).mean(0)) / (2 * h)
         for e in np.eye(theta.size)])
-    H = rep._average_hessian()
+    H = rep.hessian_
     assert np.abs(H - fd).max() < 1e-8 * np.abs(H).max()
     # singular exactly on the rotation directions, negative definite elsewhere
     V = _vertical_directions(rep)
@@ -238,7 +225,7 @@ def test_influence_is_horizontal_centred_and_streams(noise):
     assert np.abs(IF @ V).max() < 1e-12 * np.abs(IF).max() * np.abs(V).max()
     assert np.abs(IF.sum(axis=0)).max() < 1e-9 * np.abs(IF).max()
     # every per-row score is horizontal too (the likelihood is invariant)
-    assert np.abs(rep.loglike_score(X) @ V).max() < 1e-10 * np.abs(rep.loglike_score(X)).max()
+    assert np.abs(rep.estimating_function(X) @ V).max() < 1e-10 * np.abs(rep.estimating_function(X)).max()
     # mean block: IF_mu(x) = x - x_bar exactly
     np.testing.assert_allclose(IF[:, :6], X - X.mean(axis=0), atol=1e-12)
     K = np.random.default_rng(0).normal(size=(4, rep.params_.size))
@@ -258,8 +245,8 @@ def test_feature_vjp_matches_finite_differences(noise, scores):
     X_new = factor_data(rng, 6)
     h = 1e-6
     # d phi(x_j) / d theta: (n, k, q)
-    Jac = np.stack([(_with_params(rep, theta + h * e)._transform(X_new)
-                     - _with_params(rep, theta - h * e)._transform(X_new)) / (2 * h)
+    Jac = np.stack([(rep.with_params(theta + h * e)._transform(X_new)
+                     - rep.with_params(theta - h * e)._transform(X_new)) / (2 * h)
                     for e in np.eye(theta.size)], axis=-1)
     C = rng.normal(size=(6, 2, 3))
     expected = np.einsum("nkq,nkr->qr", Jac, C)

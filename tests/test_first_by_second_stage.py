@@ -86,8 +86,7 @@ def test_pipeline(first, second):
     # two-stage variance = statsmodels' second-stage variance + first-stage term, the
     # latter from the per-row influence IF(x_i) directly (not the streamed contraction),
     # with the small-sample factor m / (m - 1) of a corrected (here nonrobust) second stage
-    units = (rep.pretrain_triples() if first == "spectral"    # [x, x+, x-] per unit
-             else rep.pretrain_data_)
+    units = rep.pretrain_units()          # rows of X_pre; [x, x+, x-] for the spectral
     m = rep.nobs_
     B = rep.influence(units) @ res.first_stage_jacobian.T / m
     np.testing.assert_allclose(res.bse ** 2, res.bse_naive ** 2 + m / (m - 1) * (B ** 2).sum(0),

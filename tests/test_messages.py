@@ -42,8 +42,15 @@ def test_n_components_message_mentions_k_equal_p_only_then(k, extra):
 def test_foreign_estimator_is_named_with_its_module():
     sklearn = pytest.importorskip("sklearn.decomposition")
     est = sklearn.PCA(2).fit(np.random.default_rng(0).normal(size=(50, 4)))
-    with pytest.raises(TypeError, match=r"got sklearn\.decomposition\._pca\.PCA\. Estimators"):
+    with pytest.raises(TypeError, match=r"got sklearn\.decomposition\._pca\.PCA\. Estimators"
+                                        r".*Wrap a fitted scikit-learn estimator with "
+                                        r"ssi\.from_sklearn\(estimator, X_pre\)"):
         ssi.OLS(np.ones(5), np.ones((5, 1)), representation=est, features=np.ones((5, 4)))
+    from statsmodels.multivariate.pca import PCA
+    with pytest.raises(TypeError, match=r"got statsmodels\.multivariate\.pca\.PCA\..*"
+                                        r"ssi\.from_statsmodels\(model, X_pre\)"):
+        ssi.OLS(np.ones(5), np.ones((5, 1)), features=np.ones((5, 4)),
+                representation=PCA(np.random.default_rng(0).normal(size=(50, 4)), ncomp=2))
 
 
 def test_summary2_rules_share_one_width_and_notes_are_numbered():

@@ -22,8 +22,8 @@ import pytest
 import statsmodels.api as sm
 
 import ssl_inference as ssi
-from ssl_inference.representations.mestimator import (complex_step_works,
-                                                      horizontal_inverse, jacobian)
+from ssl_inference.representations.linearization import equilibration, horizontal_inverse
+from ssl_inference.representations.numdiff import complex_step_works, jacobian
 from ssl_inference.symmetry import Orthogonal, SignFlips
 
 pytestmark = pytest.mark.filterwarnings("error::ssl_inference.IdentificationWarning")
@@ -93,7 +93,7 @@ def test_pca_sign_mode_as_estimating_equations_reproduces_builtin(second_stage):
     X_pre, X_lab, y, exog, X_new, Z_new = _problem(1)
     pca = ssi.PCA(K).fit(X_pre)
     gen = _pca_as_equations(pca).fit(X_pre)
-    assert gen.derivatives_ == {"score": "estimating function", "hessian": "complex step",
+    assert gen.derivatives_ == {"estimating_function": "given", "hessian": "complex step",
                                 "features": "complex step"}
     assert gen.vertical_.shape == (gen.params_.size, 0)
     IF_pca, IF_gen = pca.influence(X_pre), gen.influence(X_pre)
@@ -138,7 +138,7 @@ def test_invariant_loss_with_vertical_from_act_reproduces_rotation_mode_pca():
     X_pre, X_lab, y, exog, X_new, Z_new = _problem(2)
     pca = ssi.PCA(K, symmetry="rotation").fit(X_pre)
     gen = _pca_as_rotation_loss(pca).fit(X_pre)
-    assert gen.derivatives_["score"] == "complex step"
+    assert gen.derivatives_["estimating_function"] == "complex step"
     assert gen.derivatives_["hessian"] == "central differences of a complex-step gradient"
     # vertical space = {(0, Omega W)}: one direction for k = 2, orthogonal to IF
     assert gen.vertical_.shape == (P + K * P, 1)
@@ -258,7 +258,7 @@ def test_central_differences_fallback_when_not_complex_safe():
     unsafe = ssi.MEstimatorRepresentation(
         loss=real_only_loss, transform=_rotation_features, params=safe.params_,
         symmetry=Orthogonal(K), act=_rotate).fit(X_pre)
-    assert unsafe.derivatives_["score"] == "central differences"
+    assert unsafe.derivatives_["estimating_function"] == "central differences"
     assert unsafe.derivatives_["hessian"] == "central differences of central differences"
     bse = [np.asarray(ssi.OLS(y, exog, representation=r, features=X_lab).fit().bse)[:2]
            for r in (safe, unsafe)]
@@ -337,10 +337,21 @@ def test_horizontal_inverse_is_the_restricted_inverse():
     H = Nh @ (B @ B.T)[:3, :3] @ Nh.T + 0.0                # symmetric, null space = span V
     Hinv, rcond = horizontal_inverse(H, V)
     np.testing.assert_allclose(Hinv, np.linalg.pinv(H), atol=1e-10)
-    # H on the horizontal space is Nh M Nh' with M = (B B')[:3, :3]: its singular values
-    # are M's eigenvalues
-    ev = np.linalg.eigvalsh((B @ B.T)[:3, :3])
+    # the reciprocal condition is that of the equilibrated S H S on its horizontal space,
+    # whose singular values are the non-zero eigenvalues of S H S
+    S = np.diag(equilibration(H))
+    assert np.abs(S @ np.abs(H) @ S).max(axis=0) == pytest.approx(np.ones(5), abs=1e-5)
+    ev = np.sort(np.abs(np.linalg.eigvalsh(S @ H @ S)))[2:]
     assert rcond == pytest.approx(ev.min() / ev.max(), rel=1e-10)
+    # so it does not depend on the units of the parameters (the unscaled ratio would)
+    D = np.diag([1e-3, 1.0, 1e3, 1.0, 10.0])
+    Hinv_D, rcond_D = horizontal_inverse(D @ H @ D, np.linalg.solve(D, V))
+    assert rcond_D == pytest.approx(rcond, rel=1e-4)
+    ev_D = np.sort(np.abs(np.linalg.eigvalsh(D @ H @ D)))[2:]
+    assert ev_D.min() / ev_D.max() < 1e-3 * rcond
+    # the inverse itself moves with the units only along the orbit (horizontality is
+    # Euclidean in each parametrisation): H times the difference is zero
+    assert np.abs(H @ (D @ Hinv_D @ D - Hinv) @ H).max() < 1e-8 * np.abs(H).max()
     with pytest.raises(ValueError, match="singular"):
         horizontal_inverse(H, V[:, :1])                    # one flat direction undeclared
 
@@ -354,8 +365,7 @@ def _loc(**kw):
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(estimating_function=lambda X, t: X - t), ValueError, "exactly one of loss"),
-    (dict(loss=None), ValueError, "exactly one of loss"),
+    (dict(loss=None), ValueError, "Give loss=.*, estimating_function=.*, or both"),
     (dict(transform=None), TypeError, "transform= must be a callable"),
     (dict(params=None), ValueError, "params= .* is required"),
     (dict(params=[[0.0, 0.0]]), ValueError, "finite 1-D array"),
@@ -363,9 +373,7 @@ def _loc(**kw):
     (dict(numdiff="forward"), ValueError, "numdiff must be"),
     (dict(optimize="yes"), TypeError, "optimize must be"),
     (dict(act=3), TypeError, "act= must be a callable"),
-    (dict(loss=None, score=lambda X, t: X, estimating_function=lambda X, t: X - t),
-     ValueError,
-     "score= is the analytic gradient"),
+    (dict(estimating_function=3), TypeError, "estimating_function= must be a callable"),
     (dict(symmetry=SignFlips(3)), ValueError, "acting on the k = 2 features"),
     (dict(symmetry=Orthogonal(2)), ValueError, "give vertical="),
     (dict(transform=lambda X, t: (X - t)[:, 0]), ValueError, r"return an array \(n, k\)"),
@@ -403,12 +411,12 @@ def test_fit_checks_catch_wrong_theta_and_wrong_symmetry():
         rep.transform(np.zeros((3, 5)))
 
 
-def test_analytic_score_and_hessian_are_used():
+def test_analytic_gradient_and_hessian_are_used():
     X = np.random.default_rng(0).normal(size=(100, 2))
-    rep = _loc(score=lambda X, t: -2.0 * (X - t), hessian=lambda X, t: 2.0 * np.eye(2),
-               params=X.mean(axis=0)).fit(X)
-    assert rep.derivatives_ == {"score": "analytic", "hessian": "analytic",
-                                "features": "complex step"}
+    rep = _loc(estimating_function=lambda X, t: -2.0 * (X - t),
+               hessian=lambda X, t: 2.0 * np.eye(2), params=X.mean(axis=0)).fit(X)
+    assert rep.derivatives_ == {"estimating_function": "analytic gradient of the loss",
+                                "hessian": "analytic", "features": "complex step"}
     np.testing.assert_allclose(rep.influence(X), X - X.mean(axis=0), atol=1e-12)
 
 

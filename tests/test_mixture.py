@@ -179,7 +179,7 @@ def test_em_agrees_with_sklearn(clusters, cov_type):
     np.testing.assert_allclose(rep.weights_, sk.weights_[match], atol=1e-5)
     np.testing.assert_allclose(rep.covariances_, sk.covariances_[match], atol=1e-5)
     # the score is zero at the package's estimate to rounding (Newton polish)
-    assert np.abs(rep.score(clusters).sum(axis=0)).max() < 1e-9
+    assert np.abs(rep.estimating_function(clusters).sum(axis=0)).max() < 1e-9
     np.testing.assert_allclose(rep.score_samples(clusters), sk.score_samples(clusters),
                                rtol=0, atol=1e-6)
 
@@ -243,7 +243,7 @@ def test_influence_sums_to_zero_and_contract_streams(clusters):
     IF = rep.influence(clusters)
     assert np.abs(IF.sum(axis=0)).max() < 1e-8 * np.abs(IF).max() * len(clusters)
     # IF = -H^-1 s with H the average Hessian: (1/m) sum IF s' = -H^-1 (1/m) sum s s'
-    S = rep.score(clusters)
+    S = rep.estimating_function(clusters)
     np.testing.assert_allclose(IF, -S @ np.linalg.inv(rep.hessian_), rtol=1e-8, atol=1e-10)
     K = np.random.default_rng(1).normal(size=(3, rep.params_.size))
     dense = IF @ K.T
@@ -260,20 +260,15 @@ def test_hessian_is_derivative_of_score(clusters):
          - _row_scores(theta - h * e, clusters, 3, "full").sum(axis=1)) / (2 * h)
         for e in np.eye(theta.size)]) / len(clusters)
     np.testing.assert_allclose(rep.hessian_, H_fd, rtol=0, atol=1e-6 * np.abs(H_fd).max())
-    np.testing.assert_allclose(rep.score(clusters), _row_scores(theta, clusters, 3, "full").T,
+    np.testing.assert_allclose(rep.estimating_function(clusters), _row_scores(theta, clusters, 3, "full").T,
                                rtol=0, atol=1e-10)
     assert np.linalg.eigvalsh(rep.hessian_).max() < 0
 
 
 # ------------------------------------------------------------------------------ VJP
 def _features_at(rep, theta, X):
-    """Features at another theta, through a refitted clone (no private state needed)."""
-    clone = ssi.GaussianMixture(rep.n_components, covariance_type=rep.covariance_type,
-                                features=rep.features, gated_rank=rep.gated_rank,
-                                coding=rep.coding)
-    clone.__dict__.update({k: v for k, v in rep.__dict__.items()})
-    clone._set_parameters(theta, rep.hessian_)
-    return clone.transform(X)
+    """Features at another theta (the public ``with_params``)."""
+    return rep.with_params(theta).transform(X)
 
 
 @pytest.mark.parametrize("cov_type", COV_TYPES)

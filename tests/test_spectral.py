@@ -35,7 +35,8 @@ import statsmodels.api as sm
 import ssl_inference as ssi
 from ssl_inference.exceptions import NonInvariantHypothesisError
 from ssl_inference.representations import spectral as sp
-from ssl_inference.representations.mestimator import jacobian
+from ssl_inference.representations.linearization import rotation_tangent
+from ssl_inference.representations.numdiff import jacobian
 from ssl_inference.symmetry import Orthogonal
 
 pytestmark = pytest.mark.filterwarnings("error::ssl_inference.IdentificationWarning")
@@ -119,7 +120,7 @@ def test_fit_reaches_a_stationary_point_in_the_gauge():
     X, X_pos, X_neg, *_ = _problem(1)
     rep = ssi.SpectralContrastive(K).fit(X, X_pos, X_neg)
     A = rep.components_
-    Z = rep.pretrain_triples()
+    Z = rep.pretrain_units()
     grad = sp._mean_gradient(A, Z[:, :D], Z[:, D:2 * D], Z[:, 2 * D:])
     assert np.abs(grad).max() < 1e-12
     F = A @ rep.second_moment_ @ A.T                    # gauge: diagonal, decreasing
@@ -152,22 +153,22 @@ def test_influence_contract_equals_dense_product(negatives):
     X, X_pos, X_neg, *_ = _problem(2, m=500, negatives=negatives)
     rep = ssi.SpectralContrastive(K).fit(X, X_pos, X_neg)
     Kmat = np.random.default_rng(0).normal(size=(3, K * D))
-    dense = rep.influence(rep.pretrain_triples()) @ Kmat.T
+    dense = rep.influence(rep.pretrain_units()) @ Kmat.T
     for chunk_rows in (1, 37, 8192):
         got = np.vstack([B for _, _, B in rep.influence_contract(Kmat, chunk_rows=chunk_rows)])
         np.testing.assert_allclose(got, dense, rtol=0, atol=1e-12 * np.abs(dense).max())
-    IF = rep.influence(rep.pretrain_triples())
+    IF = rep.influence(rep.pretrain_units())
     assert np.abs(IF.mean(axis=0)).max() < 1e-12 * np.abs(IF).max()   # zero-mean
-    assert np.abs(IF @ sp._vertical_directions(rep.components_)).max() < 1e-10 * np.abs(IF).max()
+    assert np.abs(IF @ rotation_tangent(rep.components_)).max() < 1e-10 * np.abs(IF).max()
 
 
 def test_reuse_correction_telescopes_and_matters():
     X, X_pos, _, *_ = _problem(3, m=500, negatives="permutation")
     rep = ssi.SpectralContrastive(K).fit(X, X_pos)
-    Z = rep.pretrain_triples()
+    Z = rep.pretrain_units()
     A = rep.components_
     plain = sp._row_scores(A, Z[:, :D], Z[:, D:2 * D], Z[:, 2 * D:]).reshape(len(Z), -1)
-    corrected = rep._unit_scores(Z)
+    corrected = rep.estimating_function(Z)
     np.testing.assert_allclose(corrected.sum(axis=0), plain.sum(axis=0), rtol=0,
                                atol=1e-10 * np.abs(plain).max())
     assert np.linalg.norm(corrected - plain) > 0.1 * np.linalg.norm(plain)
@@ -178,7 +179,7 @@ def test_builtin_agrees_with_generic_m_estimator_path(second_stage):
     X, X_pos, X_neg, x, exog, y, x_new, exog_new = _problem(4)
     rep = ssi.SpectralContrastive(K).fit(X, X_pos, X_neg)
     gen = _generic(rep).fit(rep.pretrain_data_)
-    Z = rep.pretrain_triples()
+    Z = rep.pretrain_units()
     IF, IF_gen = rep.influence(Z), gen.influence(Z)
     np.testing.assert_allclose(IF_gen, IF, rtol=0, atol=1e-8 * np.abs(IF).max())
     np.testing.assert_allclose(gen.hessian_, rep.hessian_, rtol=0,
@@ -219,7 +220,7 @@ def _kkt_oracle(rep, x, exog, y):
     """
     from delicatessen import MEstimator
 
-    Z = rep.pretrain_triples()
+    Z = rep.pretrain_units()
     m, n = len(Z), len(y)
     Xa = np.vstack([Z[:, :D], np.zeros((n, D))])
     Xp = np.vstack([Z[:, D:2 * D], np.zeros((n, D))])
@@ -313,9 +314,9 @@ def test_influence_is_contamination_derivative():
     the horizontal part: d A / d eps = IF(z0)."""
     X, X_pos, X_neg, *_ = _problem(6, m=300)
     rep = ssi.SpectralContrastive(K).fit(X, X_pos, X_neg)
-    Z = rep.pretrain_triples()
+    Z = rep.pretrain_units()
     A = rep.components_
-    V = sp._vertical_directions(A)
+    V = rotation_tangent(A)
     Nh = np.linalg.svd(V, full_matrices=True)[0][:, V.shape[1]:]
     rng = np.random.default_rng(0)
     points = np.vstack([Z[[5, 120]], np.hstack([*_pairs(rng, 1), _pairs(rng, 1)[1]])])
@@ -360,7 +361,7 @@ def test_permutation_negatives_variance_matches_monte_carlo(one_blas_thread):
         rep = ssi.SpectralContrastive(k).fit(x, x_pos)
         A = rep.components_
         draws.append((A.T @ A)[[0, 0, 1], [1, 2, 2]])
-        Z = rep.pretrain_triples()
+        Z = rep.pretrain_units()
 
         def to_M(IF):                       # influence of (A'A)_{01}, _{02}, _{12}
             G = np.einsum("nka,kb->nab", IF.reshape(m, k, d), A)
@@ -407,8 +408,8 @@ def test_invariant_results_unchanged_under_act():
                                    rtol=1e-8)
         back, Q_hat = ssi.align(moved, rep)
         np.testing.assert_allclose(Q_hat @ Q, np.eye(K), atol=1e-10)
-        np.testing.assert_allclose(back.influence(rep.pretrain_triples()[:20]),
-                                   rep.influence(rep.pretrain_triples()[:20]), atol=1e-10)
+        np.testing.assert_allclose(back.influence(rep.pretrain_units()[:20]),
+                                   rep.influence(rep.pretrain_units()[:20]), atol=1e-10)
     assert str(moved.symmetry_) == "rotations O(2)"
     with pytest.raises(NonInvariantHypothesisError, match="O\\(2\\)"):
         base.t_test("sc0 = 0")
@@ -456,7 +457,7 @@ def test_overlapping_samples_brute_force():
         cov_kwds={"second_stage": "HC0"})
     W = np.asarray(res.model.exog)
     A = (W * np.asarray(res.resid)[:, None]) @ np.linalg.inv(W.T @ W)   # a_j
-    B = rep.influence(rep.pretrain_triples()) @ res.first_stage_jacobian.T / len(X)
+    B = rep.influence(rep.pretrain_units()) @ res.first_stage_jacobian.T / len(X)
     cross = A[:150].T @ B[pidx[:150]]
     expected = np.asarray(res.cov_params_naive()) + B.T @ B + cross + cross.T
     np.testing.assert_allclose(np.asarray(res.cov_params()), expected, rtol=1e-10,

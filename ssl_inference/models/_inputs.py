@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import nan_rows
+from ..adapters import adapter_hint
 from ..representations.base import Representation
 
 
@@ -21,9 +22,8 @@ def check_representation(representation) -> Representation:
         raise TypeError(
             "representation must be a fitted ssl_inference representation (e.g. "
             f"ssi.PCA(...).fit(X_pre)); got {kind.__module__}.{kind.__qualname__}. Estimators "
-            "of other libraries (scikit-learn, statsmodels) give point estimates but not the "
-            "influence functions two-stage inference needs: fit the matching ssl_inference "
-            "first stage on the same X_pre instead."
+            "of other libraries give point estimates but not the influence functions "
+            f"two-stage inference needs. {adapter_hint(representation)}"
         )
     representation._check_fitted()
     return representation

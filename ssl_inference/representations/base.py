@@ -7,16 +7,23 @@ sample ``X_pre`` (m rows). Second-stage inference needs four things from it
 * the features ``phi(x; theta_hat)`` (:meth:`Representation.transform`);
 * vector-Jacobian products ``sum_j (d phi_j / d theta)' c_j`` (:meth:`feature_vjp`),
   so that no ``n x k x q`` Jacobian is ever formed;
-* the horizontal first-stage influence ``IF(x)`` with
-  ``theta_hat - theta* ~= (1/m) sum_i IF(x_i)`` (:meth:`influence`), delivered to
-  the covariance code as the streamed contraction ``IF(X_chunk) K'``
-  (:meth:`influence_contract`), so that neither an ``m x q`` array nor a ``q x q``
-  covariance is formed;
+* the horizontal first-stage influence ``IF(u)`` of the pre-training units, with
+  ``theta_hat - theta* ~= (1/m) sum_i IF(u_i)`` (:meth:`influence`), delivered to
+  the covariance code as the streamed contraction ``IF(U_chunk) K'``
+  (:meth:`influence_contract`) or its sums over clusters (:meth:`influence_sums`),
+  so that neither an ``m x q`` array nor a ``q x q`` covariance is formed;
 * its symmetry group and the gauge convention that picks one representative of each
-  orbit (``symmetry_``, :attr:`gauge_convention`).
+  orbit (``symmetry_``, :attr:`gauge_convention`), with the group action
+  (:meth:`act`) and the rows that alignment matches (:meth:`alignment_coordinates`).
+
+First stages that are M-estimators (all the built-in ones) derive the influence from
+their per-unit estimating function and mean Hessian through
+:class:`~ssl_inference.representations.linearization.MEstimatorBase`;
+:func:`ssl_inference.testing.check_representation` checks any implementation.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import warnings
@@ -38,24 +45,52 @@ DEFAULT_CHUNK_ROWS = 8192
 
 
 class Representation(ABC):
-    """Base class of first-stage feature maps (scikit-learn style).
+    """Base class of first-stage feature maps (scikit-learn style): the protocol.
 
     ``__init__`` stores hyper-parameters untouched, ``fit`` returns ``self`` and
-    sets trailing-underscore attributes:
+    sets trailing-underscore attributes. Everything the rest of the package reads from
+    a first stage is listed here; :func:`ssl_inference.testing.check_representation`
+    checks a subclass against it.
+
+    ==================================  ======================================================
+    member                              used by
+    ==================================  ======================================================
+    ``fit(X_pre)`` (abstract)           the user; the aligned bootstrap refits
+                                        ``clone().fit(pretrain_data_[rows])``
+    ``n_features_out_`` (abstract)      the second-stage design (``k``)
+    ``_transform(X)`` (abstract)        :meth:`transform`: features of validated raw rows
+    ``feature_vjp`` (abstract)          first-stage Jacobian of coefficients, predictions
+    ``influence(U)`` (abstract)         everything first-stage: ``IF`` of pre-training units
+    ``act(g)`` (abstract)               :func:`~ssl_inference.align`, the aligned bootstrap
+    ``alignment_coordinates()``         :func:`~ssl_inference.align` (abstract)
+    :meth:`influence_contract`          the two-stage covariance (default: from ``influence``)
+    :meth:`influence_sums`              clustered covariance (default: from the contraction)
+    :meth:`influence_covariance`        first-stage covariance of ``K theta_hat``
+    :meth:`pretrain_units`              the rows ``influence`` takes (default: ``X_pre``)
+    :meth:`with_params`                 derivative checks (default: copy, set ``params_``)
+    :meth:`clone`, ``get_params``       the bootstrap, :mod:`pickle`-able copies
+    ==================================  ======================================================
+
+    **One meaning of the influence input.** :meth:`influence` takes *pre-training
+    units*, rows laid out as :meth:`pretrain_units` returns them: the rows of
+    ``X_pre`` for every built-in first stage except
+    :class:`~ssl_inference.SpectralContrastive`, whose units are the triples
+    ``[x, x+, x-]``. ``transform`` takes raw feature rows (``n_features_in_`` columns).
 
     Attributes
     ----------
     params_ : ndarray of shape (q,)
         ``theta_hat`` in the reported gauge.
     nobs_ : int
-        Number of pre-training rows ``m``.
+        Number of pre-training units ``m``.
     symmetry_ : Group
-        The group under which the pre-training loss is invariant.
+        The group under which the pre-training loss is invariant; ``symmetry_.k`` is
+        ``n_features_out_`` and ``symmetry_.rho(g)`` moves the features.
     n_features_in_ : int
-        Number of raw input columns ``p``.
+        Number of raw input columns ``p`` that ``transform`` takes.
     feature_names_in_ : ndarray of str
         Raw column names, when ``fit`` saw a DataFrame with string column names.
-    pretrain_data_ : ndarray of shape (m, p)
+    pretrain_data_ : ndarray of shape (m, w)
         The pre-training rows (needed for the first-stage influence), read-only.
     pretrain_row_labels_ : pandas Index or None
         Index of ``X_pre`` when ``fit`` saw a DataFrame (``pretrain_groups`` given as a
@@ -63,6 +98,9 @@ class Representation(ABC):
     fit_warnings_ : list of str
         The ``IdentificationWarning`` and ``ConvergenceWarning`` messages of the last
         ``fit`` (they are still issued as warnings); second-stage summaries repeat them.
+    gauge_convention : str
+        How the reported representative of each symmetry orbit is chosen (a class
+        attribute, or set by ``fit`` when it depends on the options).
 
     Notes
     -----
@@ -82,13 +120,22 @@ class Representation(ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if "fit" in cls.__dict__ and not getattr(cls.fit, "_records_warnings", False):
-            cls.fit = _recording_fit_warnings(cls.__dict__["fit"])
+        # fit, and _fit_at (a fit at a given estimate, polished: used by the adapters)
+        for name in ("fit", "_fit_at"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_records_warnings", False):
+                setattr(cls, name, _recording_fit_warnings(method))
 
     #: How the fitted representative of each symmetry orbit is chosen.
     gauge_convention: str = ""
     #: Prefix of the output feature names.
     feature_prefix: str = "f"
+    #: Whether ``IF(u)`` is the derivative of refits on the units with ``u`` duplicated
+    #: or removed (the contamination derivative). False when the units share
+    #: randomness that a refit redraws (:class:`~ssl_inference.SpectralContrastive`
+    #: with negatives drawn inside ``fit``); :func:`~ssl_inference.testing.
+    #: check_representation` then says so instead of comparing with refits.
+    influence_by_refit: bool = True
 
     @abstractmethod
     def fit(self, X, y=None) -> "Representation":
@@ -120,26 +167,28 @@ class Representation(ABC):
         """
 
     @abstractmethod
-    def influence(self, X) -> np.ndarray:
-        """Horizontal first-stage influence ``IF(x)`` of the given rows, shape (n, q).
+    def influence(self, U) -> np.ndarray:
+        """Horizontal first-stage influence ``IF(u)`` of pre-training units, shape (n, q).
 
-        Scaled so that ``theta_hat - theta* ~= (1/m) sum_i IF(x_i)`` over the
-        pre-training rows; it has no component along the symmetry orbit.
+        ``U`` holds units laid out as :meth:`pretrain_units` returns them. Scaled so
+        that ``theta_hat - theta* ~= (1/m) sum_i IF(u_i)`` over the pre-training
+        units; it has no component along the symmetry orbit.
         """
 
     # ------------------------------------------------------------------ symmetry
+    @abstractmethod
     def act(self, g) -> "Representation":
-        """A copy moved by group element ``g`` (features ``rho(g) phi``)."""
-        raise NotImplementedError(
-            f"{type(self).__name__} does not implement act(g); alignment and the aligned "
-            "bootstrap need it."
-        )
+        """A copy moved by group element ``g``: features ``rho(g) phi``.
 
+        The copy's parameters are ``g . theta_hat`` and its influence and feature VJP
+        follow, so that every invariant result is unchanged. Alignment and the aligned
+        bootstrap need it.
+        """
+
+    @abstractmethod
     def alignment_coordinates(self) -> np.ndarray:
-        """Per-feature (or per-block) rows that move with ``rho(g)``, used by ``align``."""
-        raise NotImplementedError(
-            f"{type(self).__name__} does not implement alignment_coordinates()."
-        )
+        """Rows that move with ``rho(g)``: ``symmetry_.align`` matches them (see
+        :func:`~ssl_inference.align`)."""
 
     def get_params(self) -> dict:
         """Hyper-parameters as passed to ``__init__`` (scikit-learn convention)."""
@@ -150,6 +199,23 @@ class Representation(ABC):
     def clone(self) -> "Representation":
         """An unfitted copy with the same hyper-parameters."""
         return type(self)(**self.get_params())
+
+    def __repr__(self) -> str:
+        """The class with the hyper-parameters that differ from their defaults.
+
+        Examples
+        --------
+        >>> import ssl_inference as ssi
+        >>> ssi.PCA(2, symmetry="rotation")
+        PCA(n_components=2, symmetry='rotation')
+        """
+        signature = inspect.signature(type(self).__init__).parameters
+        parts = []
+        for name, value in self.get_params().items():
+            default = signature[name].default if name in signature else inspect.Parameter.empty
+            if default is inspect.Parameter.empty or not _same_setting(value, default):
+                parts.append(f"{name}={_short_repr(value)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     # ------------------------------------------------------- pre-training data
     @property
@@ -200,29 +266,188 @@ class Representation(ABC):
         return X.shape, X.dtype.str, crc
 
     # ------------------------------------------------------------------ shared
+    def pretrain_units(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Pre-training units ``start:stop``, laid out as :meth:`influence` takes them.
+
+        The rows of ``pretrain_data_`` by default; a first stage whose units are built
+        from several rows (the triples of
+        :class:`~ssl_inference.SpectralContrastive`) overrides it.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(100, 3)) * [3.0, 2.0, 1.0]
+        >>> rep = ssi.PCA(1).fit(X)
+        >>> bool(np.array_equal(rep.pretrain_units(5, 8), X[5:8]))
+        True
+        """
+        self._check_fitted()
+        return self._units(self.pretrain_data_, start, self.nobs_ if stop is None else stop)
+
+    def _units(self, X: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Units ``start:stop`` built from the pre-training rows ``X`` (read once)."""
+        return X[start:stop]
+
+    def _unit_chunks(self, chunk_rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(start, stop, units)`` over the pre-training units, ``pretrain_data_`` read
+        (and its fingerprint checked) once."""
+        X = self.pretrain_data_
+        for start in range(0, self.nobs_, chunk_rows):
+            stop = min(start + chunk_rows, self.nobs_)
+            yield start, stop, self._units(X, start, stop)
+
+    #: What one pre-training unit is, in words (for error messages).
+    _unit_layout = "rows of X_pre"
+
+    def _unit_width(self) -> int | None:
+        """Columns of one pre-training unit (None once the data were dropped)."""
+        data = getattr(self, "_pretrain_data", None)
+        return None if data is None else data.shape[1]
+
+    def _validate_units(self, U) -> np.ndarray:
+        """``U`` as a float (n, w) array of pre-training units, or a clear error."""
+        U = np.asarray(U, dtype=float)
+        width = self._unit_width()
+        if U.ndim != 2 or (width is not None and U.shape[1] != width):
+            raise ValueError(
+                f"influence() takes pre-training units laid out as pretrain_units() "
+                f"returns them: {self._unit_layout}, {width} columns for this "
+                f"{type(self).__name__}; got shape {U.shape}.")
+        return U
+
     def influence_contract(
         self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
     ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Stream ``B = IF(X_pre[start:stop]) K'`` over the pre-training rows.
+        """Stream ``B = IF(units[start:stop]) K'`` over the pre-training units.
 
         Parameters
         ----------
         K : ndarray of shape (r, q)
             Contraction (e.g. the first-stage Jacobian of the coefficients).
         chunk_rows : int
-            Pre-training rows per chunk; memory is O(chunk_rows * (q + r)).
+            Pre-training units per chunk; memory is O(chunk_rows * (q + r)).
 
         Yields
         ------
         start, stop : int
-            Row range of the chunk in ``pretrain_data_``.
+            Range of the chunk in :meth:`pretrain_units` (the rows of
+            ``pretrain_data_``).
         B : ndarray of shape (stop - start, r)
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(100, 3)) * [3.0, 2.0, 1.0]
+        >>> rep = ssi.PCA(1).fit(X)
+        >>> [(a, b, B.shape) for a, b, B in rep.influence_contract(np.ones((2, 6)),
+        ...                                                        chunk_rows=60)]
+        [(0, 60, (60, 2)), (60, 100, (40, 2))]
         """
         self._check_fitted()
-        X = self.pretrain_data_
-        for start in range(0, X.shape[0], chunk_rows):
-            stop = min(start + chunk_rows, X.shape[0])
-            yield start, stop, self.influence(X[start:stop]) @ K.T
+        K = np.atleast_2d(np.asarray(K, dtype=float))
+        for start, stop, U in self._unit_chunks(chunk_rows):
+            yield start, stop, self.influence(U) @ K.T
+
+    def influence_sums(self, K: np.ndarray, groups, *,
+                       chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+        r"""Cluster sums ``S_c = sum_{i in c} K IF(u_i)`` of the contracted influence.
+
+        The clustered first-stage covariance of ``K theta_hat`` is
+        ``(1/m^2) sum_c S_c S_c'`` (:meth:`influence_covariance`); with clusters that
+        also have labeled rows, the two-stage covariance adds their cross terms.
+
+        Parameters
+        ----------
+        K : ndarray of shape (r, q)
+        groups : array_like of shape (m,)
+            Cluster label of each pre-training unit.
+        chunk_rows : int
+
+        Returns
+        -------
+        ndarray of shape (G, r)
+            One row per cluster, in the order of first appearance in ``groups``
+            (the order of ``pandas.factorize``).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(100, 3)) * [3.0, 2.0, 1.0]
+        >>> rep = ssi.PCA(1).fit(X)
+        >>> K = np.eye(6)[:2]
+        >>> S = rep.influence_sums(K, np.arange(100) // 10)       # 10 clusters of 10 rows
+        >>> S.shape, bool(np.allclose(S[0], (rep.influence(X[:10]) @ K.T).sum(axis=0)))
+        ((10, 2), True)
+        """
+        codes, uniques = pd.factorize(np.asarray(groups))
+        if codes.shape != (self.nobs_,) or np.any(codes < 0):
+            raise ValueError(
+                f"groups must hold one non-missing cluster label per pre-training unit "
+                f"({self.nobs_}); got shape {np.shape(groups)}.")
+        K = np.atleast_2d(np.asarray(K, dtype=float))
+        sums = np.zeros((len(uniques), K.shape[0]))
+        for start, stop, B in self.influence_contract(K, chunk_rows=chunk_rows):
+            np.add.at(sums, codes[start:stop], B)
+        return sums
+
+    def influence_covariance(self, K: np.ndarray, groups=None, *,
+                             chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+        r"""First-stage covariance of ``K theta_hat``: ``(1/m^2) sum_u S_u S_u'``.
+
+        ``S_u = sum_{i in u} K IF(u_i)`` over the units ``u``: the pre-training units,
+        or the clusters of ``groups``.
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(400, 3)) * [3.0, 2.0, 1.0]
+        >>> rep = ssi.PCA(1).fit(X)
+        >>> se_mean = np.sqrt(np.diag(rep.influence_covariance(np.eye(6)[:3])))
+        >>> bool(np.allclose(se_mean, X.std(axis=0) / np.sqrt(400)))
+        True
+        """
+        K = np.atleast_2d(np.asarray(K, dtype=float))
+        if groups is not None:
+            S = self.influence_sums(K, groups, chunk_rows=chunk_rows)
+            return S.T @ S / self.nobs_ ** 2
+        total = np.zeros((K.shape[0], K.shape[0]))
+        for _, _, B in self.influence_contract(K, chunk_rows=chunk_rows):
+            total += B.T @ B
+        return total / self.nobs_ ** 2
+
+    # ---------------------------------------------------------------- parameters
+    def with_params(self, theta) -> "Representation":
+        """A copy whose parameters are ``theta`` (``params_`` layout).
+
+        Its features and feature VJP are evaluated at ``theta``; its first-stage
+        linearisation (the influence) stays that of the fit. Used to differentiate the
+        feature map (:func:`ssl_inference.testing.check_representation`).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(100, 3)) * [3.0, 2.0, 1.0]
+        >>> rep = ssi.PCA(1).fit(X)
+        >>> shifted = rep.with_params(rep.params_ + np.r_[1.0, 0, 0, 0, 0, 0])
+        >>> bool(np.allclose(shifted.transform(X), rep.transform(X) - rep.components_[0, 0]))
+        True
+        """
+        self._check_fitted()
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != self.params_.shape or not np.all(np.isfinite(theta)):
+            raise ValueError(f"theta must be a finite array of shape {self.params_.shape} "
+                             f"(the params_ layout); got shape {theta.shape}.")
+        moved = copy.copy(self)
+        moved._set_params(theta.copy())
+        return moved
+
+    def _set_params(self, theta: np.ndarray) -> None:
+        """Set ``params_`` and everything the features read from it.
+
+        The default sets ``params_`` only: override it when the features use
+        quantities unpacked from ``params_`` (means, components, ...).
+        """
+        self.params_ = theta
 
     def transform(self, X):
         """Learned features of raw rows ``X``.
@@ -310,3 +535,21 @@ def _recording_fit_warnings(fit):
 
     recording_fit._records_warnings = True
     return recording_fit
+
+
+def _same_setting(value, default) -> bool:
+    if value is default:
+        return True
+    try:
+        return bool(type(value) is type(default) and value == default)
+    except (TypeError, ValueError):  # arrays and other objects without a plain ==
+        return False
+
+
+def _short_repr(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    if callable(value) and hasattr(value, "__name__"):
+        return value.__name__
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -13,37 +13,34 @@ so ``x ~ N(mu, Sigma)`` with ``Sigma = Lambda Lambda' + Psi``. ``Psi`` is diagon
 """
 from __future__ import annotations
 
-import copy
 import warnings
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
-from scipy import linalg, optimize
 
-from .._validation import as_float_matrix
+from .._validation import as_float_matrix, positive_number
 from ..exceptions import ConvergenceWarning, IdentificationWarning
 from ..symmetry import Orthogonal
-from .base import DEFAULT_CHUNK_ROWS, Representation
+from .base import DEFAULT_CHUNK_ROWS
+from .factor_likelihood import (gaussian_loglike, inv_spd, loglike_hessian,
+                                maximise_profile_likelihood, newton_refine,
+                                ppca_closed_form, principal_axes_gauge)
+from .linearization import MEstimatorBase, rotation_tangent
 
 __all__ = ["FactorModel"]
 
 #: Unique variance below this fraction of the raw variance: a Heywood case.
 HEYWOOD_RATIO = 1e-3
-#: Lower bound of ``psi_i / S_ii`` in the optimiser (the Heywood boundary, numerically).
-PSI_FLOOR = 1e-6
 #: ``Lambda' Psi^-1 Lambda`` diagonal entries below this: a factor with zero loadings.
 ZERO_FACTOR = 1e-8
-#: Jacobi-scaled condition number of the horizontal Hessian below this: not identified.
+#: Reciprocal (Jacobi-scaled) condition of the horizontal Hessian below this: not
+#: identified.
 SINGULAR_HESSIAN = 1e-10
-#: Newton refinement: at most this many steps, stop at this scale-free gradient size.
-NEWTON_STEPS = 30
-NEWTON_GTOL = 1e-13
 #: A scale-free gradient above this after refinement means no stationary point.
 STATIONARY_GTOL = 1e-6
 
 
-class FactorModel(Representation):
+class FactorModel(MEstimatorBase):
     r"""Factor scores learned by maximum likelihood on a pre-training sample.
 
     ``theta = (mu, Lambda, Psi)``, reported as
@@ -56,7 +53,7 @@ class FactorModel(Representation):
       = (I + M)^{-1} Lambda' Psi^{-1}``, the posterior mean ``E[h | x]``;
     * ``scores="bartlett"``: ``W = M^{-1} Lambda' Psi^{-1}``, the GLS estimate of ``h``,
 
-    where ``M = Lambda' Psi^{-1} Lambda``.
+    where ``M = Lambda' Psi^{-1} Lambda``, times the constant ``feature_scale``.
 
     Parameters
     ----------
@@ -82,6 +79,11 @@ class FactorModel(Representation):
         refined by Newton steps on the full likelihood to a gradient ~1e-13.
     random_state : int, Generator or None
         Seed of the random starts (the default 0 makes fits reproducible).
+    feature_scale : float
+        A positive constant multiplying every feature (e.g. ``sqrt((m - 1) / m)`` to
+        reproduce statsmodels' ``Factor`` scores, computed from data standardised with
+        divisor ``m - 1``). It changes no test or prediction, only the scale of the
+        feature coefficients.
     feature_prefix : str
         Prefix of the feature names (``"f"`` gives ``f0, f1, ...``).
 
@@ -101,6 +103,10 @@ class FactorModel(Representation):
         Raw features whose unique variance is at the boundary zero (Heywood cases).
     rotation_ : ndarray (k, k)
         ``components_ = rotation_ @ (components in the gauge)``; identity after ``fit``.
+    hessian_ : ndarray (q, q)
+        Average log-likelihood Hessian at the estimate (``params_`` layout).
+    vertical_ : ndarray (q, k(k-1)/2)
+        Orthonormal basis of the rotation directions.
 
     Notes
     -----
@@ -152,14 +158,15 @@ class FactorModel(Representation):
         \qquad T = P S P, \; E = T - P,
 
     assembled in closed form. ``H`` is singular exactly on the vertical space
-    ``{(0, Lambda A, 0) : A' = -A}`` (``k(k-1)/2`` directions). With ``V`` an
-    orthonormal basis of it and ``Pi = I - V V'``, the horizontal influence is the
-    sandwich (no Gaussian assumption)
+    ``{(0, Lambda A, 0) : A' = -A}`` (``k(k-1)/2`` directions). With ``N`` an
+    orthonormal basis of its complement, the horizontal influence is the sandwich (no
+    Gaussian assumption)
 
     .. math::
 
-        IF(x) = -H^{+} s(x), \qquad H^{+} = \Pi\,(\Pi H \Pi - V V')^{-1}\,\Pi,
+        IF(x) = -H_h^{+} s(x), \qquad H_h^{+} = N (N'HN)^{-1} N'
 
+    (:func:`~ssl_inference.representations.linearization.horizontal_inverse`),
     the null space being removed explicitly. The unconstrained ``Lambda`` makes the
     average score exactly zero at the MLE, so no curvature term is needed
     (THEORY.md §2). Rows sum to zero over the pre-training sample and are orthogonal
@@ -191,7 +198,7 @@ class FactorModel(Representation):
                  scores: Literal["regression", "bartlett"] = "regression",
                  n_init: int = 3, max_iter: int = 1000, tol: float = 1e-12,
                  random_state: int | np.random.Generator | None = 0,
-                 feature_prefix: str = "f"):
+                 feature_scale: float = 1.0, feature_prefix: str = "f"):
         self.n_factors = n_factors
         self.noise = noise
         self.scores = scores
@@ -199,6 +206,7 @@ class FactorModel(Representation):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.feature_scale = feature_scale
         self.feature_prefix = feature_prefix
 
     @property
@@ -213,11 +221,53 @@ class FactorModel(Representation):
         (``IdentificationWarning``) on Heywood cases, factors with zero loadings and a
         singular horizontal Hessian; in these cases the standard errors are not valid.
         """
+        arr, mean, S, sd = self._moments(X)
+        k = self.n_factors
+        if self.noise == "isotropic":
+            L, psi, n_iter, converged = ppca_closed_form(S, k)
+            heywood = np.array([], dtype=int)
+        else:
+            R = S / np.outer(sd, sd)
+            L, psi, n_iter, converged = maximise_profile_likelihood(
+                R, k, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+                random_state=self.random_state)
+            heywood = np.flatnonzero(psi < HEYWOOD_RATIO)
+            if converged and not heywood.size:
+                L, psi, gnorm = newton_refine(R, L, psi)
+                if gnorm > STATIONARY_GTOL:
+                    converged = False
+            L, psi = sd[:, None] * L, sd ** 2 * psi
+        self._set_fit(X, arr, mean, S, L, psi, n_iter, converged, heywood)
+        return self
+
+    def _fit_at(self, X, loadings, noise_variance) -> "FactorModel":
+        """Fit from a given estimate (``loadings`` Lambda (p, k), ``noise_variance`` the
+        ``p`` unique variances, raw scale) instead of the multi-start search: Newton
+        steps polish it to the maximum of the likelihood (diagonal noise); the adapters
+        use it. Falls back to :meth:`fit` when the polish does not reach a stationary
+        point."""
+        arr, mean, S, sd = self._moments(X)
+        L = np.asarray(loadings, dtype=float)
+        psi = np.asarray(noise_variance, dtype=float)
+        if self.noise == "isotropic":
+            raise ValueError("_fit_at polishes factor analysis (noise='diagonal') only.")
+        L, psi = L / sd[:, None], psi / sd ** 2
+        heywood = np.flatnonzero(psi < HEYWOOD_RATIO)
+        converged = not heywood.size
+        if converged:
+            L, psi, gnorm = newton_refine(S / np.outer(sd, sd), L, psi)
+            converged = gnorm <= STATIONARY_GTOL
+        if not converged and not heywood.size:
+            return self.fit(X)
+        self._set_fit(X, arr, mean, S, sd[:, None] * L, sd ** 2 * psi, 0, converged, heywood)
+        return self
+
+    def _moments(self, X):
+        """Validated ``X_pre``, its mean, (1/m) covariance and standard deviations."""
         self._check_hyperparameters()
         arr = as_float_matrix(X, "X_pre")
         m, p = arr.shape
-        k = self.n_factors
-        self._check_n_factors(k, p)
+        self._check_n_factors(self.n_factors, p)
         if m < 2:
             raise ValueError(f"X_pre needs at least 2 rows to estimate a covariance; got {m}.")
         mean = arr.mean(axis=0)
@@ -233,19 +283,13 @@ class FactorModel(Representation):
                 f"X_pre column(s) {constant.tolist()} are constant: a factor model needs a "
                 "positive variance for every raw feature. Drop these columns."
             )
-        if self.noise == "isotropic":
-            L, psi, n_iter, converged = _ppca_closed_form(S, k)
-            heywood = np.array([], dtype=int)
-        else:
-            R = S / np.outer(sd, sd)
-            L, psi, n_iter, converged = self._maximise_likelihood(R, k)
-            heywood = np.flatnonzero(psi < HEYWOOD_RATIO)
-            if converged and not heywood.size:
-                L, psi, gnorm = _newton_refine(R, L, psi)
-                if gnorm > STATIONARY_GTOL:
-                    converged = False
-            L, psi = sd[:, None] * L, sd ** 2 * psi
-        L = _gauge(L, psi)
+        return arr, mean, S, sd
+
+    def _set_fit(self, X, arr, mean, S, L, psi, n_iter, converged, heywood) -> None:
+        """Fitted state at the estimate ``(mean, L, psi)`` (raw scale), in the gauge."""
+        m, p = arr.shape
+        k = self.n_factors
+        L = principal_axes_gauge(L, psi)
         self._record_input_names(self, X)
         self.n_features_in_ = p
         self.nobs_ = m
@@ -256,15 +300,16 @@ class FactorModel(Representation):
         self.n_iter_ = n_iter
         self.converged_ = converged
         self.heywood_ = heywood
-        self.loglike_ = _gaussian_loglike(S, L, psi, m)
+        self.loglike_ = gaussian_loglike(S, L, psi, m)
         self.params_ = self._pack_params()
         self.symmetry_ = Orthogonal(k)
         self.pretrain_data_ = arr
         self._sample_cov = S
-        self._hessian_pinv, cond = _horizontal_pinv(self._average_hessian(),
-                                                    self._vertical_basis())
+        cond = self.linearize(self._average_hessian(),
+                              rotation_tangent(self.components_, lead=p,
+                                               trail=self.params_.size - p - k * p),
+                              rtol=SINGULAR_HESSIAN, singular="pinv")
         self._warn(converged, heywood, cond)
-        return self
 
     def _check_hyperparameters(self) -> None:
         if self.noise not in ("diagonal", "isotropic"):
@@ -280,6 +325,7 @@ class FactorModel(Representation):
                 raise ValueError(f"{name} must be an integer >= {low}; got {value!r}.")
         if not (isinstance(self.tol, (int, float, np.floating)) and self.tol > 0):
             raise ValueError(f"tol must be a positive number; got {self.tol!r}.")
+        positive_number(self.feature_scale, "feature_scale")
 
     def _check_n_factors(self, k, p: int) -> None:
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < p:
@@ -296,35 +342,6 @@ class FactorModel(Representation):
                 f"k <= {k_max}), so the loadings are not identified. Use fewer factors or "
                 "noise='isotropic'."
             )
-
-    def _maximise_likelihood(self, R: np.ndarray, k: int):
-        """Multi-start SLSQP on the profile likelihood of the correlation matrix ``R``.
-
-        SLSQP handles the bounds on ``log psi`` and, unlike L-BFGS-B (whose tiny BLAS
-        calls stall when the BLAS threads compete with other processes), costs the same
-        with any thread setting.
-        """
-        p = R.shape[0]
-        rng = np.random.default_rng(self.random_state)
-        bounds = [(np.log(PSI_FLOOR), np.log(2.0))] * p
-        try:
-            start = (1.0 - k / (2.0 * p)) / np.diag(np.linalg.inv(R))
-        except np.linalg.LinAlgError:
-            start = np.full(p, 0.5)
-        starts = [np.log(np.clip(start, 2 * PSI_FLOOR, 1.0))]
-        starts += [np.log(rng.uniform(0.05, 0.95, size=p)) for _ in range(self.n_init - 1)]
-        best = None
-        for t0 in starts:
-            res = optimize.minimize(_profile_objective, t0, args=(R, k), jac=True,
-                                    method="SLSQP", bounds=bounds,
-                                    options={"maxiter": self.max_iter, "ftol": self.tol})
-            if best is None or res.fun < best.fun:
-                best = res
-        psi = np.exp(best.x)
-        # status 9 = iteration limit; other stops (e.g. a line search limited by
-        # rounding near the optimum) are judged by the Newton refinement's gradient
-        converged = best.status != 9
-        return _profile_loadings(R, psi, k), psi, int(best.nit), converged
 
     def _warn(self, converged: bool, heywood: np.ndarray, cond: float) -> None:
         if not converged:
@@ -365,11 +382,11 @@ class FactorModel(Representation):
         return np.concatenate([self.mean_, self.components_.ravel(), psi])
 
     # ------------------------------------------------------------------- symmetry
-    def act(self, g) -> "FactorModel":
-        """A copy moved by ``Q = g`` in O(k): ``Lambda -> Lambda Q'``, features ``Q phi``.
+    def moved_params(self, g) -> tuple[np.ndarray, np.ndarray]:
+        """``Q = g`` in O(k) moves ``Lambda -> Lambda Q'`` (``components_ -> Q components_``).
 
-        ``Sigma``, the likelihood and every invariant result are unchanged; the
-        influence and VJP follow the moved loadings.
+        ``T = blockdiag(I, Q kron I_p, I)``; :meth:`act` gives the copy, whose features
+        are ``Q phi``. ``Sigma``, the likelihood and every invariant result are unchanged.
 
         Examples
         --------
@@ -384,16 +401,24 @@ class FactorModel(Representation):
         """
         self._check_fitted()
         Q = self.symmetry_.rho(g)
-        moved = copy.copy(self)
-        moved.rotation_ = Q @ self.rotation_
-        moved.components_ = Q @ self.components_
-        moved.params_ = moved._pack_params()
-        # H is equivariant: H(T theta) = T H(theta) T' with T = blockdiag(I, Q (x) I_p, I)
         T = np.eye(self.params_.size)
         p, k = self.n_features_in_, self.n_factors
         T[p:p + k * p, p:p + k * p] = np.kron(Q, np.eye(p))
-        moved._hessian_pinv = T @ self._hessian_pinv @ T.T
+        return T @ self.params_, T
+
+    def act(self, g) -> "FactorModel":
+        """A copy moved by ``Q = g`` (:meth:`moved_params`); ``rotation_`` records ``Q``."""
+        moved = super().act(g)
+        moved.rotation_ = self.symmetry_.rho(g) @ self.rotation_
         return moved
+
+    def _set_params(self, theta: np.ndarray) -> None:
+        p, k = self.n_features_in_, self.n_factors
+        self.params_ = theta
+        self.mean_ = theta[:p]
+        self.components_ = theta[p:p + k * p].reshape(k, p)
+        psi = theta[p + k * p:]
+        self.noise_variance_ = np.full(p, psi[0]) if self.noise == "isotropic" else psi
 
     def alignment_coordinates(self) -> np.ndarray:
         """Rows that move with ``rho(Q) = Q``: ``components_ = Lambda'`` (k, p)."""
@@ -427,7 +452,7 @@ class FactorModel(Representation):
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         B, _, G = self._precision_terms()
-        return (X - self.mean_) @ (G @ B).T
+        return self.feature_scale * ((X - self.mean_) @ (G @ B).T)
 
     def feature_vjp(self, X, C, *, per_row: bool = False) -> np.ndarray:
         r"""Vector-Jacobian product of the factor scores ``phi = G B (x - mu)``.
@@ -458,7 +483,7 @@ class FactorModel(Representation):
         """
         self._check_fitted()
         V = np.asarray(X, dtype=float) - self.mean_
-        C = np.asarray(C, dtype=float)
+        C = self.feature_scale * np.asarray(C, dtype=float)  # cotangent of the raw scores
         B, _, G = self._precision_terms()
         L, psi = self.components_.T, self.noise_variance_
         Phi = V @ (G @ B).T
@@ -487,8 +512,11 @@ class FactorModel(Representation):
         return np.vstack([grad_mu, grad_L.reshape(-1, r), grad_psi])
 
     # ------------------------------------------------------------------ influence
-    def loglike_score(self, X) -> np.ndarray:
+    def estimating_function(self, U) -> np.ndarray:
         r"""Per-row score ``d log N(x; mu, Sigma) / d theta`` in the ``params_`` layout (n, q).
+
+        The estimating function of the ML fit; the influence is ``IF(x) = -H_h^+ s(x)``
+        (Notes).
 
         ``s_mu = a``, ``s_Lambda' = (Lambda'a) a' - (P Lambda)'``,
         ``s_psi = (a^2 - diag P) / 2`` with ``P = Sigma^{-1}`` and ``a = P (x - mu)``;
@@ -501,13 +529,13 @@ class FactorModel(Representation):
         >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
         >>> X = X + rng.normal(size=(500, 5))
         >>> fa = ssi.FactorModel(1).fit(X)
-        >>> bool(np.abs(fa.loglike_score(X).mean(axis=0)).max() < 1e-10)
+        >>> bool(np.abs(fa.estimating_function(X).mean(axis=0)).max() < 1e-10)
         True
         """
         self._check_fitted()
-        V = np.asarray(X, dtype=float) - self.mean_
+        V = self._validate_units(U) - self.mean_
         L, psi = self.components_.T, self.noise_variance_
-        P = _inv_spd(L @ L.T + np.diag(psi))
+        P = inv_spd(L @ L.T + np.diag(psi))
         A = V @ P
         AL = A @ L
         s_L = AL[:, :, None] * A[:, None, :] - (P @ L).T[None, :, :]
@@ -516,55 +544,41 @@ class FactorModel(Representation):
             s_psi = s_psi.sum(axis=1, keepdims=True)
         return np.hstack([A, s_L.reshape(len(V), -1), s_psi])
 
-    def influence(self, X) -> np.ndarray:
-        """Horizontal influence ``IF(x) = -H^+ s(x)`` of rows ``X`` (n, q), ``params_`` layout.
+    def score_samples(self, X) -> np.ndarray:
+        """Gaussian log-likelihood ``log N(x; mu, Sigma)`` of each row, (n,).
 
         Examples
         --------
         >>> import numpy as np, ssl_inference as ssi
-        >>> rng = np.random.default_rng(7)
-        >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
-        >>> X = X + rng.normal(size=(500, 5))
-        >>> fa = ssi.FactorModel(1).fit(X)
-        >>> IF = fa.influence(X)
-        >>> IF.shape, bool(np.allclose(IF[:, :5], X - fa.mean_))
-        ((500, 15), True)
-        """
-        return -self.loglike_score(X) @ self._hessian_pinv
-
-    def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
-                           ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Stream ``IF(X_pre[a:b]) K' = -s(X_chunk) (H^+ K')`` over the pre-training rows.
-
-        Cost ``O(m q r)`` and memory ``O(chunk_rows q)``: the ``q x q`` matrix ``H^+``
-        is applied once to ``K`` (r, q), never to every row.
-
-        Examples
-        --------
-        >>> import numpy as np, ssl_inference as ssi
-        >>> rng = np.random.default_rng(9)
+        >>> rng = np.random.default_rng(5)
         >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
         >>> fa = ssi.FactorModel(1).fit(X + rng.normal(size=(500, 5)))
-        >>> K = np.ones((2, fa.params_.size))
-        >>> [(a, b, B.shape) for a, b, B in fa.influence_contract(K, chunk_rows=300)]
-        [(0, 300, (300, 2)), (300, 500, (200, 2))]
+        >>> bool(np.isclose(fa.score_samples(fa.pretrain_data_).sum(), fa.loglike_))
+        True
         """
-        self._check_fitted()
-        HK = -self._hessian_pinv @ np.atleast_2d(np.asarray(K, dtype=float)).T
-        X = self.pretrain_data_
-        for start in range(0, X.shape[0], chunk_rows):
-            stop = min(start + chunk_rows, X.shape[0])
-            yield start, stop, self.loglike_score(X[start:stop]) @ HK
+        V = self._validate_rows(X, "X") - self.mean_
+        Sigma = self.get_covariance()
+        _, logdet = np.linalg.slogdet(Sigma)
+        quad = np.einsum("ij,ij->i", V @ inv_spd(Sigma), V)
+        return -0.5 * (V.shape[1] * np.log(2 * np.pi) + logdet + quad)
 
-    def _vertical_basis(self) -> np.ndarray:
-        """Orthonormal basis (q, k(k-1)/2) of the orbit's tangent ``{(0, (Lambda A)', 0)}``."""
-        p = self.n_features_in_
-        trail = self.params_.size - p - self.components_.size
-        return _vertical_basis(self.components_.T, p, trail)
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood of the rows ``X`` (scikit-learn's ``score``).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(5)
+        >>> X = rng.normal(size=(500, 1)) @ [[1.0, 2.0, 1.5, 0.5, 1.0]]
+        >>> fa = ssi.FactorModel(1).fit(X + rng.normal(size=(500, 5)))
+        >>> bool(np.isclose(fa.score(fa.pretrain_data_) * 500, fa.loglike_))
+        True
+        """
+        return float(np.mean(self.score_samples(X)))
 
     def _average_hessian(self) -> np.ndarray:
         """Average log-likelihood Hessian at the fit, ``params_`` layout (q, q)."""
-        H = _loglike_hessian(self._sample_cov, self.components_.T, self.noise_variance_)
+        H = loglike_hessian(self._sample_cov, self.components_.T, self.noise_variance_)
         if self.noise == "isotropic":  # psi = s^2 1: chain rule (Sigma is linear in psi)
             p = self.n_features_in_
             Jmap = np.zeros((H.shape[0], H.shape[0] - p + 1))
@@ -572,193 +586,3 @@ class FactorModel(Representation):
             Jmap[-p:, -1] = 1.0
             H = Jmap.T @ H @ Jmap
         return H
-
-
-# ------------------------------------------------------------------------- helpers
-def _inv_spd(A: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric positive definite matrix (Cholesky), symmetrised."""
-    inv = linalg.cho_solve(linalg.cho_factor(A), np.eye(A.shape[0]))
-    return (inv + inv.T) / 2
-
-
-def _profile_eigen(R: np.ndarray, psi: np.ndarray):
-    r = 1.0 / np.sqrt(psi)
-    d, U = np.linalg.eigh(R * np.outer(r, r))
-    return d[::-1], U[:, ::-1]
-
-
-def _profile_objective(t: np.ndarray, R: np.ndarray, k: int):
-    """Per-row negative profile log-likelihood (no constants) and its gradient in ``t``."""
-    d, U = _profile_eigen(R, np.exp(t))
-    dk = np.maximum(d[:k], 1.0)
-    f = 0.5 * (t.sum() + np.sum(np.log(dk) + d[:k] / dk) + d[k:].sum())
-    c = d - 1.0
-    c[:k] = np.where(d[:k] > 1.0, 0.0, c[:k])
-    return f, -0.5 * (U ** 2) @ c
-
-
-def _profile_loadings(R: np.ndarray, psi: np.ndarray, k: int) -> np.ndarray:
-    """``Lambda = Psi^{1/2} U_k (D_k - I)_+^{1/2}`` maximising the likelihood at fixed Psi."""
-    d, U = _profile_eigen(R, psi)
-    return np.sqrt(psi)[:, None] * U[:, :k] * np.sqrt(np.maximum(d[:k] - 1.0, 0.0))
-
-
-def _ppca_closed_form(S: np.ndarray, k: int):
-    """PPCA MLE (Tipping & Bishop 1999).
-
-    ``s^2`` is the mean of the ``p - k`` smallest eigenvalues of ``S`` and
-    ``Lambda = U_k (L_k - s^2 I)^{1/2}`` (principal axes: already in the gauge).
-    """
-    evals, evecs = np.linalg.eigh(S)
-    evals, evecs = evals[::-1], evecs[:, ::-1]
-    s2 = evals[k:].mean()
-    if s2 <= 1e-12 * evals[0]:
-        raise ValueError(
-            f"X_pre has only {int(np.sum(evals > 1e-12 * evals[0]))} non-degenerate "
-            f"directions, so the isotropic noise variance is zero with n_factors={k}; "
-            "choose fewer factors."
-        )
-    L = evecs[:, :k] * np.sqrt(np.maximum(evals[:k] - s2, 0.0))
-    return L, np.full(S.shape[0], s2), 0, True
-
-
-def _gauge(L: np.ndarray, psi: np.ndarray) -> np.ndarray:
-    """Rotate ``Lambda`` so ``Lambda' Psi^-1 Lambda`` is diagonal, decreasing; sign-fix columns."""
-    M = (L / psi[:, None]).T @ L
-    _, Vm = np.linalg.eigh((M + M.T) / 2)
-    L = L @ Vm[:, ::-1]
-    pivot = np.argmax(np.abs(L), axis=0)
-    signs = np.sign(L[pivot, np.arange(L.shape[1])])
-    return L * np.where(signs == 0, 1.0, signs)
-
-
-def _gaussian_loglike(S: np.ndarray, L: np.ndarray, psi: np.ndarray, m: int) -> float:
-    Sigma = L @ L.T + np.diag(psi)
-    _, logdet = np.linalg.slogdet(Sigma)
-    p = S.shape[0]
-    return float(-0.5 * m * (p * np.log(2 * np.pi) + logdet
-                             + np.trace(np.linalg.solve(Sigma, S))))
-
-
-def _loglike_gradient(S: np.ndarray, L: np.ndarray, psi: np.ndarray) -> np.ndarray:
-    """Average score in (Lambda' (k p), psi (p)) at ``mu = x_bar``.
-
-    ``(E Lambda)'`` and ``diag(E) / 2`` with ``E = P S P - P``, ``P = Sigma^{-1}``.
-    """
-    P = _inv_spd(L @ L.T + np.diag(psi))
-    E = P @ S @ P - P
-    return np.concatenate([(E @ L).T.ravel(), 0.5 * np.diag(E)])
-
-
-def _loglike_hessian(S: np.ndarray, L: np.ndarray, psi: np.ndarray) -> np.ndarray:
-    """Average log-likelihood Hessian in (mu, Lambda' (row-major), psi), at ``mu = x_bar``.
-
-    ``quad(A, B)`` is ``tr(A dSigma_a B dSigma_b)`` for the unit loading directions
-    ``a = (l, i)``, ``b = (n, j)`` (``dSigma_a = e_i lambda_l' + lambda_l e_i'``):
-    ``(AL)_in (BL)_jl + A_ij (L'BL)_ln + (L'AL)_ln B_ij + (AL)_jl (BL)_in``; the
-    loading/psi and psi/psi blocks are ``A_ij (BL)_jl + B_ij (AL)_jl`` and ``A_ij B_ij``.
-    """
-    p, k = L.shape
-    P = _inv_spd(L @ L.T + np.diag(psi))
-    T = P @ S @ P
-    E = T - P
-    PL, TL = P @ L, T @ L
-    LPL, LTL = L.T @ PL, L.T @ TL
-
-    def quad(A, AL, LAL, B, BL, LBL):
-        Q = (np.einsum("in,jl->linj", AL, BL) + np.einsum("ij,ln->linj", A, LBL)
-             + np.einsum("ln,ij->linj", LAL, B) + np.einsum("jl,in->linj", AL, BL))
-        return Q.reshape(k * p, k * p)
-
-    def cross(A, AL, B, BL):
-        return (np.einsum("ij,jl->lij", A, BL) + np.einsum("ij,jl->lij", B, AL)).reshape(
-            k * p, p)
-
-    H_LL = (-quad(P, PL, LPL, T, TL, LTL) + 0.5 * quad(P, PL, LPL, P, PL, LPL)
-            + np.kron(np.eye(k), E))
-    H_Lpsi = -cross(P, PL, T, TL) + 0.5 * cross(P, PL, P, PL)
-    H_psipsi = -(P * T) + 0.5 * (P * P)
-    q = p + k * p + p
-    H = np.zeros((q, q))
-    H[:p, :p] = -P
-    H[p:p + k * p, p:p + k * p] = (H_LL + H_LL.T) / 2
-    H[p:p + k * p, p + k * p:] = H_Lpsi
-    H[p + k * p:, p:p + k * p] = H_Lpsi.T
-    H[p + k * p:, p + k * p:] = H_psipsi
-    return H
-
-
-def _horizontal_pinv(H: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, float]:
-    r"""``H^+ = Pi (Pi H Pi - c V V')^{-1} Pi`` with ``Pi = I - V V'`` (V orthonormal).
-
-    ``H`` is negative semi-definite at a maximum with null space ``V``; the ``-c V V'``
-    term (``c`` = mean |diagonal|) fills that null space so the inverse exists, and the
-    outer projections remove it again. Also returns the smallest eigenvalue ratio of
-    the Jacobi-scaled ``-(Pi H Pi) + c V V'`` (near 0: not locally identified).
-    """
-    Pi = np.eye(H.shape[0]) - V @ V.T
-    Hh = Pi @ H @ Pi
-    Hh = (Hh + Hh.T) / 2
-    c = np.abs(np.diag(Hh)).mean()
-    N = -Hh + c * (V @ V.T)
-    scale = 1.0 / np.sqrt(np.abs(np.diag(N)))
-    w = np.linalg.eigvalsh(N * np.outer(scale, scale))
-    cond = float(w.min() / w.max())
-    w_full, U = np.linalg.eigh(N)
-    N_inv = (U / w_full) @ U.T
-    return -(Pi @ N_inv @ Pi), cond
-
-
-def _newton_refine(R: np.ndarray, L: np.ndarray, psi: np.ndarray):
-    """Newton steps on the full log-likelihood of ``R`` in (Lambda, psi), horizontal space.
-
-    A step is kept if every ``psi`` stays positive and the scale-free gradient
-    (``|grad_Lambda| * sd``, ``|grad_psi| * psi``; ``sd = 1`` for a correlation matrix)
-    decreases; the step is halved otherwise. Returns the refined point and its final
-    scale-free gradient size.
-    """
-    p, k = L.shape
-
-    def grad_size(L, psi):
-        g = _loglike_gradient(R, L, psi)
-        return g, max(np.abs(g[:k * p]).max(), np.abs(g[k * p:] * psi).max())
-
-    g, size = grad_size(L, psi)
-    for _ in range(NEWTON_STEPS):
-        if size < NEWTON_GTOL:
-            break
-        H = _loglike_hessian(R, L, psi)[p:, p:]
-        V = _vertical_basis(L, 0, p)
-        step = -_horizontal_pinv(H, V)[0] @ g
-        accepted = False
-        for _halving in range(30):
-            L_new = L + step[:k * p].reshape(k, p).T
-            psi_new = psi + step[k * p:]
-            if np.all(psi_new > 0):
-                g_new, size_new = grad_size(L_new, psi_new)
-                if size_new < size:
-                    L, psi, g, size, accepted = L_new, psi_new, g_new, size_new, True
-                    break
-            step = step / 2
-        if not accepted:
-            break
-    return L, psi, size
-
-
-def _vertical_basis(L: np.ndarray, lead: int, trail: int) -> np.ndarray:
-    """Orthonormal basis of the vertical directions ``(0_lead, (Lambda A)', 0_trail)``.
-
-    ``A`` runs over the antisymmetric basis of o(k); ``(Lambda A)' = A' Lambda'`` in the
-    row-major ``components_`` layout. Dependent directions (zero loadings) are dropped.
-    """
-    p, k = L.shape
-    q = lead + k * p + trail
-    if k < 2:
-        return np.zeros((q, 0))
-    cols = []
-    for A in Orthogonal(k).lie_algebra():
-        v = np.zeros(q)
-        v[lead:lead + k * p] = (A.T @ L.T).ravel()
-        cols.append(v)
-    U, s, _ = np.linalg.svd(np.column_stack(cols), full_matrices=False)
-    return U[:, s > 1e-12 * max(s.max(), np.finfo(float).tiny)]

@@ -1,18 +1,17 @@
 r"""A user-defined first stage: any M-estimator with a feature map (THEORY.md §4.5).
 
-The user supplies the per-row loss ``l(x; theta)`` (or an estimating function
-``psi(x; theta)``), the feature map ``phi(x; theta)``, the fitted ``theta_hat`` and the
-symmetry group; this module supplies everything second-stage inference needs: the
-horizontal influence ``IF(x) = -H_h^+ psi(x)``, the feature VJPs, the group action and
-alignment. Derivatives are taken by complex step when the user's functions allow it
-(checked on the data), else by central differences, unless analytic ones are given.
-
-:func:`horizontal_inverse` (the generalised inverse of the Hessian on the horizontal
-space) is shared with the built-in first stages that compute their Hessian analytically.
+The user supplies the per-row loss ``l(x; theta)`` and/or the estimating function
+``psi(x; theta)``, the feature map ``phi(x; theta)``, the fitted ``theta_hat`` and the
+symmetry group; :class:`~ssl_inference.representations.linearization.MEstimatorBase`
+supplies everything second-stage inference needs from them (the horizontal influence
+``IF(x) = -H_h^+ psi(x)``, its streamed contraction, the group action); this module adds
+the numerical derivatives (:mod:`~ssl_inference.representations.numdiff`: complex step
+when the user's functions allow it, checked on the data, else central differences,
+unless analytic ones are given) and the checks that ``theta_hat`` is a root and that the
+declared symmetry leaves the loss invariant.
 """
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable
 from typing import Literal
@@ -23,16 +22,12 @@ from scipy import linalg, optimize
 from .._validation import as_float_matrix
 from ..exceptions import IdentificationWarning
 from ..symmetry import Group, Trivial
-from .base import DEFAULT_CHUNK_ROWS, Representation
+from .base import DEFAULT_CHUNK_ROWS
+from .linearization import MEstimatorBase, vertical_basis
+from .numdiff import CENTRAL_STEP, NESTED_STEP, complex_step_works, jacobian
 
-__all__ = ["MEstimatorRepresentation", "horizontal_inverse"]
+__all__ = ["MEstimatorRepresentation"]
 
-#: Complex-step increment: no subtraction, so any tiny value is exact to rounding.
-COMPLEX_STEP = 1e-20
-#: Central-difference step (relative to max(|theta_j|, 1)): eps^(1/3), optimal for O(h^2).
-CENTRAL_STEP = np.finfo(float).eps ** (1 / 3)
-#: Step of the outer difference when the inner derivative is itself a central difference.
-NESTED_STEP = np.finfo(float).eps ** (1 / 4)
 #: Numbers per feature-Jacobian block (rows x k x q) in ``feature_vjp``: ~16 MB.
 JACOBIAN_BLOCK = 2 ** 21
 #: Rows used to decide whether the user's functions are complex-step safe.
@@ -40,173 +35,8 @@ PROBE_ROWS = 64
 #: |mean psi_j| / SE(mean psi_j) above this: ``theta_hat`` is not a root on the data.
 STATIONARITY_Z = 0.05
 
-def horizontal_inverse(hessian: np.ndarray, vertical: np.ndarray | None = None, *,
-                       rtol: float = 1e-10) -> tuple[np.ndarray, float]:
-    r"""Generalised inverse of a first-stage Hessian on the horizontal space.
 
-    With ``N`` an orthonormal basis of the orthogonal complement of the vertical
-    directions ``V`` (the tangent of the symmetry orbit), returns
-
-    .. math:: H_h^+ = N (H N)^+ ,
-
-    so that ``IF(x) = -H_h^+ psi(x)`` is horizontal and solves the linearised
-    estimating equations ``mean psi + H delta = 0`` within the horizontal slice. For
-    the gradient of an invariant loss (``H`` symmetric, ``H V = 0``) this is
-    ``N (N' H N)^{-1} N'``, the Moore-Penrose inverse of ``H`` with the vertical null
-    space removed explicitly; for a non-symmetric Jacobian of estimating equations
-    (``V`` empty) it is ``H^{-1}``.
-
-    Parameters
-    ----------
-    hessian : ndarray (q, q)
-        Mean derivative ``(1/m) sum_i d psi(x_i; theta) / d theta'`` at ``theta_hat``.
-    vertical : ndarray (q, r), optional
-        Vertical directions (need not be orthonormal; their span is used).
-    rtol : float
-        ``H`` restricted to the horizontal space counts as singular when its smallest
-        singular value is below ``rtol`` times its largest.
-
-    Returns
-    -------
-    inverse : ndarray (q, q)
-    reciprocal_condition : float
-        Smallest over largest singular value of ``H N``.
-
-    Raises
-    ------
-    ValueError
-        When ``H N`` is singular: the first stage is not identified beyond the declared
-        symmetry.
-
-    Examples
-    --------
-    >>> H = np.diag([2.0, 4.0, 0.0])                 # flat along the third axis
-    >>> Hinv, rcond = horizontal_inverse(H, np.array([[0.0], [0.0], [1.0]]))
-    >>> np.round(Hinv, 3)
-    array([[0.5 , 0.  , 0.  ],
-           [0.  , 0.25, 0.  ],
-           [0.  , 0.  , 0.  ]])
-    >>> float(rcond)
-    0.5
-    """
-    H = np.asarray(hessian, dtype=float)
-    q = H.shape[0]
-    N = horizontal_basis(q, vertical)
-    HN = H @ N
-    sv = np.linalg.svd(HN, compute_uv=False)
-    rcond = float(sv[-1] / sv[0]) if sv.size and sv[0] > 0 else 0.0
-    if N.shape[1] and rcond < rtol:
-        raise ValueError(
-            f"The first-stage Hessian restricted to the horizontal space is singular "
-            f"(smallest/largest singular value {rcond:.2e}, {N.shape[1]} horizontal "
-            f"directions): the pre-training loss is flat along a direction that the "
-            f"declared symmetry does not explain, so theta is not identified and has no "
-            f"influence function. Declare the missing symmetry (vertical directions), "
-            f"fix the redundant parameters, or use fewer features."
-        )
-    return N @ np.linalg.pinv(HN, rcond=rtol), rcond
-
-
-def horizontal_basis(q: int, vertical: np.ndarray | None) -> np.ndarray:
-    """Orthonormal basis (q, q - r) of the orthogonal complement of ``span(vertical)``.
-
-    Examples
-    --------
-    >>> horizontal_basis(3, np.array([[1.0], [1.0], [0.0]])).shape
-    (3, 2)
-    """
-    if vertical is None or np.size(vertical) == 0:
-        return np.eye(q)
-    U, s, _ = np.linalg.svd(np.asarray(vertical, dtype=float).reshape(q, -1))
-    rank = int(np.sum(s > 1e-10 * max(s[0], np.finfo(float).tiny)))
-    return U[:, rank:]
-
-
-def vertical_basis(q: int, vertical: np.ndarray | None) -> np.ndarray:
-    """Orthonormal basis (q, r) of ``span(vertical)`` (r = its numerical rank).
-
-    Examples
-    --------
-    >>> vertical_basis(3, np.array([[2.0, 4.0], [0.0, 0.0], [0.0, 0.0]])).shape  # rank 1
-    (3, 1)
-    """
-    if vertical is None or np.size(vertical) == 0:
-        return np.zeros((q, 0))
-    U, s, _ = np.linalg.svd(np.asarray(vertical, dtype=float).reshape(q, -1),
-                            full_matrices=False)
-    return U[:, s > 1e-10 * max(s[0], np.finfo(float).tiny)]
-
-
-# --------------------------------------------------------------------------- numdiff
-def jacobian(f: Callable, theta: np.ndarray, method: str, step: float = CENTRAL_STEP
-             ) -> np.ndarray:
-    r"""``d f(theta) / d theta`` for an array-valued ``f``: shape ``f.shape + (q,)``.
-
-    ``method="complex"``: ``Im f(theta + i h e_j) / h`` (exact to rounding for analytic
-    ``f``); ``"central"``: ``(f(theta + h_j e_j) - f(theta - h_j e_j)) / (2 h_j)`` with
-    ``h_j = step * max(|theta_j|, 1)``.
-
-    Examples
-    --------
-    >>> f = lambda t: np.array([t[0] ** 2, t[0] * t[1]])
-    >>> jacobian(f, np.array([3.0, 2.0]), "complex")
-    array([[6., 0.],
-           [2., 3.]])
-    """
-    theta = np.asarray(theta, dtype=float)
-    cols = []
-    for j in range(theta.size):
-        if method == "complex":
-            t = theta.astype(complex)
-            t[j] += 1j * COMPLEX_STEP
-            cols.append(np.imag(f(t)) / COMPLEX_STEP)
-        else:
-            h = step * max(abs(theta[j]), 1.0)
-            up, down = theta.copy(), theta.copy()
-            up[j] += h
-            down[j] -= h
-            cols.append((np.asarray(f(up)) - np.asarray(f(down))) / (up[j] - down[j]))
-    return np.stack(cols, axis=-1)
-
-
-def complex_step_works(f: Callable, theta: np.ndarray) -> bool:
-    """Whether the complex step differentiates ``f`` correctly at ``theta``.
-
-    ``f`` fails when it raises on complex input, drops the imaginary part (a
-    ``ComplexWarning`` or a real result) or is not analytic (``abs``, ``conj``, ...):
-    the directional derivative along a fixed random direction must agree with a central
-    difference to 1e-6 of its size.
-
-    Examples
-    --------
-    >>> complex_step_works(lambda t: t ** 3, np.array([1.0, 2.0]))
-    True
-    >>> complex_step_works(lambda t: np.abs(t) ** 3, np.array([1.0, 2.0]))
-    False
-    """
-    theta = np.asarray(theta, dtype=float)
-    direction = np.random.default_rng(0).normal(size=theta.size)
-    direction /= np.linalg.norm(direction)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", np.exceptions.ComplexWarning)
-            base = np.asarray(f(theta), dtype=float)
-            out = np.asarray(f(theta + 1j * COMPLEX_STEP * direction))
-    except Exception:  # noqa: BLE001 - any failure on complex input means "not safe"
-        return False
-    if not np.iscomplexobj(out) or out.shape != base.shape:
-        return False
-    h = CENTRAL_STEP * max(np.abs(theta).max(initial=0.0), 1.0)
-    fd = (np.asarray(f(theta + h * direction)) - np.asarray(f(theta - h * direction))) / (2 * h)
-    cs = out.imag / COMPLEX_STEP
-    scale = np.abs(fd).max(initial=0.0) + 1e-8 * np.abs(base).max(initial=0.0) + 1e-300
-    same_value = np.allclose(out.real, base, rtol=1e-10,
-                             atol=1e-12 * np.abs(base).max(initial=1.0))
-    return bool(same_value and np.abs(cs - fd).max(initial=0.0) <= 1e-6 * scale)
-
-
-# --------------------------------------------------------------------------- class
-class MEstimatorRepresentation(Representation):
+class MEstimatorRepresentation(MEstimatorBase):
     r"""A first stage defined by the user's loss (or estimating function) and feature map.
 
     ``theta_hat`` minimises ``(1/m) sum_i l(x_i; theta)`` (or solves
@@ -217,10 +47,13 @@ class MEstimatorRepresentation(Representation):
     Parameters
     ----------
     loss : callable ``(X, theta) -> (n,)``, optional
-        Per-row loss, vectorised over the rows of ``X``. Exactly one of ``loss`` and
+        Per-row loss, vectorised over the rows of ``X``. At least one of ``loss`` and
         ``estimating_function`` is given.
     estimating_function : callable ``(X, theta) -> (n, q)``, optional
-        Per-row estimating function ``psi(x; theta)`` (for a loss: its gradient).
+        Per-row estimating function ``psi(x; theta)``: ``theta_hat`` solves
+        ``sum_i psi(x_i; theta) = 0``. Together with ``loss`` it is the loss's analytic
+        gradient (else that is differentiated numerically). Stored as ``psi_map``
+        (:meth:`estimating_function` is the method that evaluates it at ``theta_hat``).
     transform : callable ``(X, theta) -> (n, k)``
         The feature map. Stored as ``feature_map`` (``transform`` is the method that
         applies it at ``theta_hat``).
@@ -236,8 +69,6 @@ class MEstimatorRepresentation(Representation):
     act : callable ``(theta, g) -> theta``, optional
         The group action on the parameters; needed by :meth:`act`, alignment and the
         aligned bootstrap.
-    score : callable ``(X, theta) -> (n, q)``, optional
-        Analytic per-row gradient of ``loss``.
     hessian : callable ``(X, theta) -> (q, q)``, optional
         Analytic MEAN over the rows of ``X`` of ``d psi(x; theta) / d theta'``.
     feature_jacobian : callable ``(X, theta) -> (n, k, q)``, optional
@@ -270,16 +101,19 @@ class MEstimatorRepresentation(Representation):
     vertical_ : ndarray (q, r)
         Orthonormal basis of the vertical space at ``theta_hat``.
     derivatives_ : dict
-        How the score, Hessian and feature Jacobian are differentiated.
+        How the estimating function, Hessian and feature Jacobian are obtained.
 
     Notes
     -----
-    Horizontal influence (THEORY.md §2, §4.5), with ``N`` an orthonormal basis of the
-    complement of the vertical space and ``H = (1/m) sum_i d psi(x_i) / d theta'``:
+    Horizontal influence (THEORY.md §2, §4.5), with ``H = (1/m) sum_i d psi(x_i) /
+    d theta'`` and ``H_h^+`` its inverse on the horizontal space
+    (:func:`~ssl_inference.representations.linearization.horizontal_inverse`; for an
+    invariant loss ``N (N'HN)^{-1} N'``, ``N`` an orthonormal basis of the complement
+    of the vertical space):
 
-    .. math:: IF(x) = -N (H N)^+ \psi(x; \hat\theta)
+    .. math:: IF(x) = -H_h^+ \psi(x; \hat\theta) .
 
-    (for an invariant loss ``N (N'HN)^{-1} N' psi``). :meth:`fit` checks that
+    :meth:`fit` checks that
     ``theta_hat`` is a root (``|mean psi_j| <= 0.05 SE``), that the per-row scores of a
     loss have no vertical component and that ``H V = 0`` (else the declared symmetry
     does not leave the loss invariant), and that ``H`` is non-singular on the
@@ -299,7 +133,7 @@ class MEstimatorRepresentation(Representation):
     ...     loss=lambda X, t: ((X - t) ** 2).sum(axis=1),
     ...     transform=lambda X, t: X - t, params=X.mean(axis=0))
     >>> rep = rep.fit(X)
-    >>> rep.derivatives_["score"]
+    >>> rep.derivatives_["estimating_function"]
     'complex step'
     >>> bool(np.allclose(rep.influence(X[:3]), X[:3] - X.mean(axis=0)))
     True
@@ -312,20 +146,19 @@ class MEstimatorRepresentation(Representation):
                  estimating_function: Callable | None = None,
                  transform: Callable | None = None, params=None,
                  symmetry: Group | None = None, vertical: Callable | None = None,
-                 act: Callable | None = None, score: Callable | None = None,
+                 act: Callable | None = None,
                  hessian: Callable | None = None, feature_jacobian: Callable | None = None,
                  optimize: bool | Callable = False, alignment=None,
                  n_features_in: int | None = None,
                  numdiff: Literal["auto", "complex", "central"] = "auto",
                  feature_prefix: str = "f"):
         self.loss = loss
-        self.estimating_function = estimating_function
+        self.psi_map = estimating_function
         self.feature_map = transform
         self.params = params
         self.symmetry = symmetry
         self.vertical = vertical
         self.act_on_params = act
-        self.score = score
         self.hessian = hessian
         self.feature_jacobian = feature_jacobian
         self.optimize = optimize
@@ -335,7 +168,8 @@ class MEstimatorRepresentation(Representation):
         self.feature_prefix = feature_prefix
 
     def get_params(self) -> dict:
-        """Hyper-parameters as passed to ``__init__`` (``transform``, ``act`` included).
+        """Hyper-parameters as passed to ``__init__`` (``estimating_function``,
+        ``transform`` and ``act`` included).
 
         Examples
         --------
@@ -346,9 +180,9 @@ class MEstimatorRepresentation(Representation):
         True
         """
         out = {name: getattr(self, name) for name in (
-            "loss", "estimating_function", "params", "symmetry", "vertical", "score",
-            "hessian", "feature_jacobian", "optimize", "alignment", "n_features_in",
-            "numdiff", "feature_prefix")}
+            "loss", "params", "symmetry", "vertical", "hessian", "feature_jacobian",
+            "optimize", "alignment", "n_features_in", "numdiff", "feature_prefix")}
+        out["estimating_function"] = self.psi_map
         out["transform"] = self.feature_map
         out["act"] = self.act_on_params
         return out
@@ -391,7 +225,7 @@ class MEstimatorRepresentation(Representation):
         p = width if self.n_features_in is None else int(self.n_features_in)
         theta = self._initial_theta(arr)
         probe = arr[:PROBE_ROWS]
-        self._psi, self._hessian_at, derivatives = self._score_and_hessian(probe, theta)
+        derivatives = self._choose_derivatives(probe, theta)
         phi = self._evaluate_features(probe[:, :p], theta)
         k = phi.shape[1]
         group = Trivial(k) if self.symmetry is None else self.symmetry
@@ -400,8 +234,7 @@ class MEstimatorRepresentation(Representation):
                 f"symmetry must be an ssl_inference.symmetry Group acting on the k = {k} "
                 f"features (e.g. Orthogonal({k}), SignFlips({k})); got {group!r}."
             )
-        self._feature_jacobian_at, derivatives["features"] = self._feature_derivative(
-            probe[:, :p], theta)
+        derivatives["features"] = self._choose_feature_derivative(probe[:, :p], theta)
         solver_note = None
         if self.optimize is not False:
             theta, solver_note = self._optimise(arr, theta)
@@ -410,7 +243,7 @@ class MEstimatorRepresentation(Representation):
         H = self._hessian_at(arr, theta)
         self._check_vertical(arr, theta, H, V)
         rtol = 1e-6 if "central differences of central" in derivatives["hessian"] else 1e-10
-        Hinv, rcond = horizontal_inverse(H, V, rtol=rtol)
+        rcond = self.linearize(H, V, rtol=rtol)
         if rcond < 1e-6:
             warnings.warn(
                 f"The first-stage Hessian is nearly singular on the horizontal space "
@@ -422,35 +255,31 @@ class MEstimatorRepresentation(Representation):
         self.nobs_ = m
         self.params_ = theta
         self.symmetry_ = group
-        self.hessian_ = H
-        self.vertical_ = V
         self.derivatives_ = derivatives
         self.pretrain_data_ = arr
         self._k = k
-        self._horizontal_inverse = Hinv
         return self
 
     def _check_hyperparameters(self) -> None:
-        if (self.loss is None) == (self.estimating_function is None):
+        if self.loss is None and self.psi_map is None:
             raise ValueError(
-                "Give exactly one of loss= (per-row loss, (X, theta) -> (n,)) and "
-                "estimating_function= (per-row psi, (X, theta) -> (n, q))."
+                "Give loss= (per-row loss, (X, theta) -> (n,)), estimating_function= "
+                "(per-row psi, (X, theta) -> (n, q)), or both (then estimating_function "
+                "is the analytic gradient of the loss)."
             )
         if not callable(self.feature_map):
             raise TypeError("transform= must be a callable (X, theta) -> (n, k) feature map; "
                             f"got {self.feature_map!r}.")
-        if self.score is not None and self.estimating_function is not None:
-            raise ValueError("score= is the analytic gradient of loss=; with "
-                             "estimating_function= it is redundant. Pass one of them.")
         if self.numdiff not in ("auto", "complex", "central"):
             raise ValueError(f"numdiff must be 'auto', 'complex' or 'central'; got "
                              f"{self.numdiff!r}.")
         if not (self.optimize is False or self.optimize is True or callable(self.optimize)):
             raise TypeError("optimize must be False, True or a callable (X, params) -> theta.")
-        for name in ("vertical", "act_on_params", "score", "hessian", "feature_jacobian"):
+        for name, label in (("loss", "loss"), ("psi_map", "estimating_function"),
+                            ("vertical", "vertical"), ("act_on_params", "act"),
+                            ("hessian", "hessian"), ("feature_jacobian", "feature_jacobian")):
             value = getattr(self, name)
             if value is not None and not callable(value):
-                label = "act" if name == "act_on_params" else name
                 raise TypeError(f"{label}= must be a callable; got {type(value).__name__}.")
 
     def _initial_theta(self, X: np.ndarray) -> np.ndarray:
@@ -477,51 +306,73 @@ class MEstimatorRepresentation(Representation):
             )
         return "complex" if works else "central"
 
-    def _score_and_hessian(self, probe: np.ndarray, theta: np.ndarray):
-        """Per-row psi and mean-Hessian routines, and how each is differentiated."""
-        user_psi = self.estimating_function or self.score
-        if user_psi is not None:
-            def psi(X, t):
-                return np.asarray(user_psi(X, t))
-            how = {"score": "estimating function" if self.estimating_function else "analytic"}
-            inner = None
+    def _choose_derivatives(self, probe: np.ndarray, theta: np.ndarray) -> dict:
+        """Decide, on the probe rows, how psi and the Hessian are differentiated; store
+        the choice in ``_numdiff`` (plain strings and numbers, so that the fitted object
+        pickles) and describe it for ``derivatives_``."""
+        numdiff, how = {}, {}
+        if self.psi_map is not None:
+            how["estimating_function"] = ("given" if self.loss is None
+                                          else "analytic gradient of the loss")
         else:
-            inner = self._choose(lambda t: self.loss(probe, t), theta, "loss")
-
-            def psi(X, t):
-                return jacobian(lambda s: self.loss(X, s), t, inner)
-            how = {"score": "complex step" if inner == "complex" else "central differences"}
-        out = psi(probe, theta)
+            numdiff["loss"] = self._choose(lambda t: self.loss(probe, t), theta, "loss")
+            how["estimating_function"] = ("complex step" if numdiff["loss"] == "complex"
+                                          else "central differences")
+        self._numdiff = numdiff
+        out = self._psi_at(probe, theta)
         if out.shape != (probe.shape[0], theta.size):
             raise ValueError(
-                f"The estimating function (score) must return an array (n, q) = "
+                f"The estimating function must return an array (n, q) = "
                 f"({probe.shape[0]}, {theta.size}) for n rows and q = len(params); got "
                 f"shape {out.shape}."
             )
         if self.hessian is not None:
             how["hessian"] = "analytic"
-
-            def hessian(X, t):
-                return np.asarray(self.hessian(X, t), dtype=float)
-            return psi, hessian, how
-        if inner is None:
-            outer = self._choose(lambda t: psi(probe, t).sum(axis=0), theta,
-                                 "estimating function")
-            step = CENTRAL_STEP
-            how["hessian"] = "complex step" if outer == "complex" else "central differences"
+        elif self.psi_map is not None:
+            method = self._choose(lambda t: self._psi_at(probe, t).sum(axis=0), theta,
+                                  "estimating function")
+            numdiff["hessian"] = (method, CENTRAL_STEP)
+            how["hessian"] = "complex step" if method == "complex" else "central differences"
         else:
-            outer, step = "central", (CENTRAL_STEP if inner == "complex" else NESTED_STEP)
+            inner = numdiff["loss"]
+            numdiff["hessian"] = ("central", CENTRAL_STEP if inner == "complex" else NESTED_STEP)
             how["hessian"] = ("central differences of a complex-step gradient"
                               if inner == "complex"
                               else "central differences of central differences")
+        return how
 
-        def hessian(X, t):
-            total = 0.0
-            for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
-                chunk = X[start:start + DEFAULT_CHUNK_ROWS]
-                total = total + jacobian(lambda s: psi(chunk, s).sum(axis=0), t, outer, step)
-            return total / X.shape[0]
-        return psi, hessian, how
+    def _choose_feature_derivative(self, probe: np.ndarray, theta: np.ndarray) -> str:
+        """How the feature Jacobian is obtained (stored in ``_numdiff``), in words."""
+        if self.feature_jacobian is not None:
+            return "analytic"
+        self._numdiff["features"] = self._choose(lambda t: self.feature_map(probe, t),
+                                                 theta, "feature map")
+        return ("complex step" if self._numdiff["features"] == "complex"
+                else "central differences")
+
+    def _psi_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Per-row psi at any ``theta``: the user's, or the loss's numerical gradient."""
+        if self.psi_map is not None:
+            return np.asarray(self.psi_map(X, theta))
+        return jacobian(lambda s: self.loss(X, s), theta, self._numdiff["loss"])
+
+    def _hessian_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """Mean ``d psi / d theta'`` over the rows of ``X``, streamed in chunks."""
+        if self.hessian is not None:
+            return np.asarray(self.hessian(X, theta), dtype=float)
+        method, step = self._numdiff["hessian"]
+        total = 0.0
+        for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
+            chunk = X[start:start + DEFAULT_CHUNK_ROWS]
+            total = total + jacobian(lambda s: self._psi_at(chunk, s).sum(axis=0), theta,
+                                     method, step)
+        return total / X.shape[0]
+
+    def _feature_jacobian_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """``d phi(x; theta) / d theta'`` per row (n, k, q)."""
+        if self.feature_jacobian is not None:
+            return np.asarray(self.feature_jacobian(X, theta), dtype=float)
+        return jacobian(lambda s: self.feature_map(X, s), theta, self._numdiff["features"])
 
     def _evaluate_features(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
         phi = np.asarray(self.feature_map(X, theta))
@@ -534,23 +385,12 @@ class MEstimatorRepresentation(Representation):
             raise ValueError("transform returned complex or non-finite features at params.")
         return phi
 
-    def _feature_derivative(self, probe: np.ndarray, theta: np.ndarray):
-        if self.feature_jacobian is not None:
-            return (lambda X, t: np.asarray(self.feature_jacobian(X, t), dtype=float),
-                    "analytic")
-        method = self._choose(lambda t: self.feature_map(probe, t), theta, "feature map")
-
-        def feature_jacobian(X, t):
-            return jacobian(lambda s: self.feature_map(X, s), t, method)
-        return feature_jacobian, ("complex step" if method == "complex"
-                                  else "central differences")
-
     # ------------------------------------------------------------ fit checks
     def _psi_moments(self, X: np.ndarray, theta: np.ndarray):
         total = np.zeros(theta.size)
         total_sq = np.zeros(theta.size)
         for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
-            psi = self._psi(X[start:start + DEFAULT_CHUNK_ROWS], theta)
+            psi = self._psi_at(X[start:start + DEFAULT_CHUNK_ROWS], theta)
             total += psi.sum(axis=0)
             total_sq += (psi ** 2).sum(axis=0)
         m = X.shape[0]
@@ -614,7 +454,7 @@ class MEstimatorRepresentation(Representation):
                 "under the declared symmetry at theta_hat. Check symmetry=, vertical= / act=."
             )
         if self.loss is not None:
-            psi = self._psi(X[:DEFAULT_CHUNK_ROWS], theta)
+            psi = self._psi_at(X[:DEFAULT_CHUNK_ROWS], theta)
             share = np.linalg.norm(psi @ V) / max(np.linalg.norm(psi), np.finfo(float).tiny)
             if share > 1e-5:
                 raise ValueError(
@@ -636,7 +476,7 @@ class MEstimatorRepresentation(Representation):
         def mean_psi(t):
             total = 0.0
             for start in range(0, m, DEFAULT_CHUNK_ROWS):
-                total = total + self._psi(X[start:start + DEFAULT_CHUNK_ROWS], t).sum(axis=0)
+                total = total + self._psi_at(X[start:start + DEFAULT_CHUNK_ROWS], t).sum(axis=0)
             return total / m
 
         if self.loss is not None:
@@ -655,13 +495,11 @@ class MEstimatorRepresentation(Representation):
         return np.asarray(result.x, dtype=float), note
 
     # ------------------------------------------------------------------ symmetry
-    def act(self, g) -> "MEstimatorRepresentation":
-        r"""A copy moved by group element ``g``: ``theta -> act(theta, g)``.
+    def moved_params(self, g) -> tuple[np.ndarray, np.ndarray]:
+        r"""``(act(theta_hat, g), D)`` with ``D = d act(theta, g) / d theta``.
 
-        With ``D = d act(theta, g) / d theta`` (complex step, else central differences),
-        the influence moves as ``IF -> D IF`` (the loss is invariant, so
-        ``psi(g.theta) = D^{-T} psi(theta)`` and ``H_h^+ -> D H_h^+ D'``); the features
-        become ``rho(g) phi``.
+        ``D`` by complex step, else central differences; :meth:`act` moves the
+        linearisation with it (``IF -> D IF``) and the features become ``rho(g) phi``.
 
         Examples
         --------
@@ -678,7 +516,7 @@ class MEstimatorRepresentation(Representation):
         """
         self._check_fitted()
         if isinstance(self.symmetry_, Trivial) or g is None:
-            return copy.copy(self)
+            return self.params_.copy(), np.eye(self.params_.size)
         if self.act_on_params is None:
             raise NotImplementedError(
                 "This MEstimatorRepresentation has no act= (theta, g) -> theta, so it cannot "
@@ -687,17 +525,10 @@ class MEstimatorRepresentation(Representation):
             )
         theta = self.params_
 
-        def moved_params(t):
+        def moved(t):
             return np.asarray(self.act_on_params(t, g))
-        D = jacobian(moved_params, theta,
-                     "complex" if complex_step_works(moved_params, theta) else "central")
-        moved = copy.copy(self)
-        moved.params_ = np.asarray(self.act_on_params(theta, g), dtype=float)
-        D_inv = np.linalg.inv(D)
-        moved.hessian_ = D_inv.T @ self.hessian_ @ D_inv
-        moved.vertical_ = vertical_basis(theta.size, D @ self.vertical_)
-        moved._horizontal_inverse = D @ self._horizontal_inverse @ D.T
-        return moved
+        D = jacobian(moved, theta, "complex" if complex_step_works(moved, theta) else "central")
+        return np.asarray(self.act_on_params(theta, g), dtype=float), D
 
     def alignment_coordinates(self) -> np.ndarray:
         """Rows that move with ``rho(g)`` (k, c): see the ``alignment`` parameter.
@@ -757,8 +588,8 @@ class MEstimatorRepresentation(Representation):
         return out
 
     # ----------------------------------------------------------------- influence
-    def influence(self, X) -> np.ndarray:
-        """Horizontal influence ``-N (H N)^+ psi(x; theta_hat)`` of pre-training-type rows (n, q).
+    def estimating_function(self, U) -> np.ndarray:
+        """The user's ``psi(x; theta_hat)`` (or the loss's gradient) per pre-training row (n, q).
 
         Examples
         --------
@@ -767,9 +598,8 @@ class MEstimatorRepresentation(Representation):
         >>> rep = ssi.MEstimatorRepresentation(
         ...     estimating_function=lambda X, t: X - t,
         ...     transform=lambda X, t: X - t, params=X.mean(axis=0)).fit(X)
-        >>> bool(np.allclose(rep.influence(X), X - X.mean(axis=0)))
+        >>> bool(np.allclose(rep.influence(X), X - X.mean(axis=0)))   # -H^-1 psi, H = -I
         True
         """
         self._check_fitted()
-        X = np.asarray(X, dtype=float)
-        return -self._psi(X, self.params_) @ self._horizontal_inverse.T
+        return self._psi_at(np.asarray(U, dtype=float), self.params_)

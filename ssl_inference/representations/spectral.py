@@ -10,9 +10,7 @@ orthogonal group ``O(k)`` acting on the left (features move by ``rho(Q) = Q``).
 """
 from __future__ import annotations
 
-import copy
 import warnings
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -22,13 +20,13 @@ from scipy import optimize
 from .._validation import as_float_matrix
 from ..exceptions import ConvergenceWarning, IdentificationWarning
 from ..symmetry import Orthogonal
-from .base import DEFAULT_CHUNK_ROWS, Representation
-from .mestimator import horizontal_inverse, vertical_basis
+from .base import DEFAULT_CHUNK_ROWS
+from .linearization import MEstimatorBase, horizontal_inverse, rotation_tangent
 
 __all__ = ["SpectralContrastive"]
 
 
-class SpectralContrastive(Representation):
+class SpectralContrastive(MEstimatorBase):
     r"""Linear features ``A x`` learned with the spectral contrastive loss.
 
     Parameters
@@ -63,6 +61,8 @@ class SpectralContrastive(Representation):
         ``[x, x+]`` (permutation mode) or triples ``[x, x+, x-]`` (given mode).
     hessian_ : ndarray (q, q)
         Mean Hessian of the loss at ``A`` (``q = k d``).
+    vertical_ : ndarray (q, k(k-1)/2)
+        Orthonormal basis of the rotation directions ``{Omega A}``.
 
     Notes
     -----
@@ -113,7 +113,7 @@ class SpectralContrastive(Representation):
     ``H = I_k (x) mean[-2(x x+' + x+ x') + 2c(x x-' + x- x')] + 2 mean[g g']``,
     ``g = vec((Ax-) x' + (Ax) x-')``. The vertical space is ``{Omega A}`` (``Omega``
     antisymmetric), ``H_h^+`` its horizontal inverse
-    (:func:`~ssl_inference.representations.mestimator.horizontal_inverse`).
+    (:func:`~ssl_inference.representations.linearization.horizontal_inverse`).
 
     Identification: a singular anchor second moment ``S`` (rank-deficient pair sample)
     and fewer than ``k`` positive generalised eigenvalues are errors; a gap
@@ -234,9 +234,7 @@ class SpectralContrastive(Representation):
                 "not be a minimum and its influence function assumes a zero gradient. "
                 "Increase max_iter or check the data.", ConvergenceWarning, stacklevel=2)
         A = _gauge(A, S)
-        H = _mean_hessian(A, X_, Xp, Xn)
-        V = vertical_basis(k * d, _vertical_directions(A))
-        Hinv, _ = horizontal_inverse(H, V, rtol=1e-10)
+        self.linearize(_mean_hessian(A, X_, Xp, Xn), rotation_tangent(A))
 
         if isinstance(X, pd.DataFrame) and X_pos is not None:
             self._record_input_names(self, X)
@@ -253,8 +251,6 @@ class SpectralContrastive(Representation):
         self.components_ = A
         self.params_ = A.ravel().copy()
         self.symmetry_ = Orthogonal(k)
-        self.hessian_ = H
-        self._horizontal_inverse = Hinv
         self._warn_if_unidentified(lam, W, X_, Xp)
         return self
 
@@ -320,8 +316,10 @@ class SpectralContrastive(Representation):
                 "clear eigengap.", IdentificationWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ symmetry
-    def act(self, g) -> "SpectralContrastive":
-        """A copy moved by ``Q`` in O(k): ``A -> Q A``, features ``Q A x``.
+    def moved_params(self, g) -> tuple[np.ndarray, np.ndarray]:
+        """``Q`` in O(k) moves ``A -> Q A``: ``vec(Q A) = (Q kron I_d) vec(A)`` (row-major).
+
+        :meth:`act` then gives the copy with features ``Q A x``.
 
         Examples
         --------
@@ -334,15 +332,12 @@ class SpectralContrastive(Representation):
         True
         """
         self._check_fitted()
-        Q = self.symmetry_.rho(g)
-        d = self.n_features_in_
-        T = np.kron(Q, np.eye(d))  # vec(Q A) = (Q kron I) vec(A), row-major
-        moved = copy.copy(self)
-        moved.components_ = Q @ self.components_
-        moved.params_ = moved.components_.ravel().copy()
-        moved.hessian_ = T @ self.hessian_ @ T.T
-        moved._horizontal_inverse = T @ self._horizontal_inverse @ T.T
-        return moved
+        T = np.kron(self.symmetry_.rho(g), np.eye(self.n_features_in_))
+        return T @ self.params_, T
+
+    def _set_params(self, theta: np.ndarray) -> None:
+        self.params_ = theta
+        self.components_ = theta.reshape(self.n_components, self.n_features_in_)
 
     def alignment_coordinates(self) -> np.ndarray:
         """Rows that move with ``Q``: ``A`` (k, d).
@@ -386,8 +381,32 @@ class SpectralContrastive(Representation):
         return np.einsum("nkr,nd->kdr", C, X).reshape(k * X.shape[1], r)
 
     # ----------------------------------------------------------------- influence
-    def pretrain_triples(self) -> np.ndarray:
-        """The pre-training triples ``[x, x+, x-]`` (m, 3d), negatives included.
+    def _units(self, X: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Triples ``[x, x+, x-]``: in permutation mode the negative of pair ``i`` is the
+        positive view of pair ``negative_index_[i]``."""
+        if self.negatives_ == "given":
+            return X[start:stop]
+        d = self.n_features_in_
+        return np.hstack([X[start:stop], X[self.negative_index_[start:stop], d:]])
+
+    _unit_layout = "triples [x, x+, x-] of views side by side"
+
+    def _unit_width(self) -> int:
+        return 3 * self.n_features_in_
+
+    @property
+    def influence_by_refit(self) -> bool:
+        """Whether the influence is the derivative of a refit on duplicated units: not
+        with negatives drawn inside ``fit``, whose draw changes with the sample."""
+        return getattr(self, "negatives_", self.negatives) == "given"
+
+    def estimating_function(self, U) -> np.ndarray:
+        """Per-unit estimating function of triples ``[x, x+, x-]`` (n, 3d): (n, k d).
+
+        The gradient of the loss, plus (permutation mode) the reuse correction
+        ``g_2(x+) - g_2(x-)`` of the Notes: the rows are read as units of this
+        pre-training sample, each negative being another unit's positive view.
+        :meth:`pretrain_units` gives the sample's own triples.
 
         Examples
         --------
@@ -395,47 +414,15 @@ class SpectralContrastive(Representation):
         >>> rng = np.random.default_rng(1)
         >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
         >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
-        >>> Z = rep.pretrain_triples()
+        >>> Z = rep.pretrain_units()                      # triples [x, x+, x-]
         >>> bool(np.array_equal(Z[:, 6:], X_pos[rep.negative_index_]))
         True
-        """
-        self._check_fitted()
-        return self._triples(0, self.nobs_)
-
-    def _triples(self, start: int, stop: int) -> np.ndarray:
-        d = self.n_features_in_
-        Z = self.pretrain_data_
-        if self.negatives_ == "given":
-            return Z[start:stop]
-        return np.hstack([Z[start:stop], Z[self.negative_index_[start:stop], d:]])
-
-    def influence(self, X) -> np.ndarray:
-        """Horizontal influence of pre-training triples ``[x, x+, x-]`` (n, 3d): (n, k d).
-
-        In permutation mode the rows are read as units of this pre-training sample (each
-        negative being another unit's positive view) and carry the reuse correction of the
-        Notes; :meth:`pretrain_triples` gives the sample's own triples.
-
-        Examples
-        --------
-        >>> import numpy as np, ssl_inference as ssi
-        >>> rng = np.random.default_rng(1)
-        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
-        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
-        >>> IF = rep.influence(rep.pretrain_triples())
-        >>> IF.shape, bool(np.abs(IF.mean(axis=0)).max() < 1e-10)
+        >>> psi = rep.estimating_function(Z)
+        >>> psi.shape, bool(np.abs(psi.mean(axis=0)).max() < 1e-10)
         ((300, 6), True)
         """
         self._check_fitted()
-        Z = np.asarray(X, dtype=float)
-        d = self.n_features_in_
-        if Z.ndim != 2 or Z.shape[1] != 3 * d:
-            raise ValueError(f"influence() takes pre-training triples [x, x+, x-] with "
-                             f"3 d = {3 * d} columns; got shape {Z.shape}.")
-        return -self._unit_scores(Z) @ self._horizontal_inverse.T
-
-    def _unit_scores(self, Z: np.ndarray) -> np.ndarray:
-        """Per-unit estimating function: score, plus the reuse correction (n, k d)."""
+        Z = self._validate_units(U)
         d = self.n_features_in_
         X, Xp, Xn = Z[:, :d], Z[:, d:2 * d], Z[:, 2 * d:]
         A = self.components_
@@ -444,25 +431,6 @@ class SpectralContrastive(Representation):
             MS = A.T @ A @ self.second_moment_
             s += _negative_share(A, MS, Xp) - _negative_share(A, MS, Xn)
         return s.reshape(len(Z), -1)
-
-    def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
-                           ) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Stream ``IF(units[a:b]) K' = -psi(units[a:b]) (K H_h^+)'`` (memory O(chunk k d)).
-
-        Examples
-        --------
-        >>> import numpy as np, ssl_inference as ssi
-        >>> rng = np.random.default_rng(1)
-        >>> X = rng.normal(size=(300, 3)); X_pos = [0.9, 0.5, 0.1] * X + rng.normal(size=(300, 3))
-        >>> rep = ssi.SpectralContrastive(2).fit(X, X_pos)
-        >>> [(a, b, B.shape) for a, b, B in rep.influence_contract(np.ones((1, 6)), chunk_rows=200)]
-        [(0, 200, (200, 1)), (200, 300, (100, 1))]
-        """
-        self._check_fitted()
-        KH = np.atleast_2d(np.asarray(K, dtype=float)) @ self._horizontal_inverse
-        for start in range(0, self.nobs_, chunk_rows):
-            stop = min(start + chunk_rows, self.nobs_)
-            yield start, stop, -self._unit_scores(self._triples(start, stop)) @ KH.T
 
 
 # --------------------------------------------------------------------------- helpers
@@ -566,12 +534,6 @@ def _mean_hessian(A, X, Xp, Xn) -> np.ndarray:
     return 2.0 * outer / m
 
 
-def _vertical_directions(A: np.ndarray) -> np.ndarray:
-    """``vec(Omega A)`` for the basis of antisymmetric ``Omega`` (q, k(k-1)/2)."""
-    return np.column_stack([(Omega @ A).ravel() for Omega in Orthogonal(A.shape[0]).lie_algebra()]
-                           ) if A.shape[0] > 1 else np.zeros((A.size, 0))
-
-
 def _minimise(A0, X, Xp, Xn, max_iter: int):
     """Minimise the sample loss from ``A0``; returns (A, converged, relative gradient).
 
@@ -598,8 +560,7 @@ def _minimise(A0, X, Xp, Xn, max_iter: int):
         if np.abs(grad).max() <= 1e-14 * scale:
             break
         A = a.reshape(k, d)
-        V = vertical_basis(a.size, _vertical_directions(A))
-        step = horizontal_inverse(hess(a), V, rtol=1e-12)[0] @ grad
+        step = horizontal_inverse(hess(a), rotation_tangent(A), rtol=1e-12)[0] @ grad
         new_grad = jac(a - step)
         if np.abs(new_grad).max() >= np.abs(grad).max():
             break
