@@ -305,8 +305,8 @@ def run_config(cfg, reps, seed):
 
 def to_markdown(df: pd.DataFrame, reps: int, seed: int, seconds: float) -> str:
     header = [
-        "# Coverage of 95% intervals: PCA (k=2, p=6) first stage, likelihood second "
-        "stages through statsmodels' scores",
+        "# Coverage of 95% intervals: PCA (k=2, p=6) first stage, generic likelihood "
+        "second stages",
         "",
         _coverage.generated_by("coverage_likelihood.py", reps, seed, seconds) + " "
         "Coverage in %, Monte Carlo SE in parentheses. `se ratio` = mean two-stage SE / "
