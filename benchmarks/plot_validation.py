@@ -24,21 +24,26 @@ from _coverage import BAND  # noqa: E402  (the band of the Markdown tables)
 RESULTS = Path(__file__).resolve().parent / "results"
 #: target name -> kind of quantity, in legend order
 KINDS = ["intercept", "covariate", "learned-feature coefficient", "prediction",
-         "joint Wald test"]
+         "joint Wald test", "dispersion or threshold"]
 WALD_TARGETS = {"wald_null", "joint_inv", "block"}
 STRESS_LABEL = "hollow: stress row outside the design (documented)"
 
 
 def target_kind(target: str) -> str:
-    """What a coverage target is (``const``, ``z``, ``pc0``, ``pred_mean``, ...)."""
-    if target == "const":
+    """What a coverage target is (``const``, ``z``, ``pc0``, ``pred_mean``, ...; an
+    equation prefix such as ``y1_`` or ``inflate_`` is ignored)."""
+    name = target.split("_", 1)[1] if target.startswith(("y1_", "y2_", "inflate_")) \
+        else target
+    if name == "const":
         return "intercept"
-    if target == "z":
+    if name == "z":
         return "covariate"
-    if target.startswith("pred"):
+    if name.startswith("pred"):
         return "prediction"
-    if target in WALD_TARGETS:
+    if name in WALD_TARGETS:
         return "joint Wald test"
+    if name == "alpha" or "/" in name:  # dispersion, ordered-model thresholds
+        return "dispersion or threshold"
     return "learned-feature coefficient"
 
 

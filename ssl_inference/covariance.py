@@ -96,8 +96,9 @@ cov_kwds : dict, optional
 
     * ``second_stage`` ("two-stage", "naive"): the second-stage estimator,
       ``"nonrobust"`` (default), ``"HC0"``, ``"HC1"``, ``"HC2"``, ``"HC3"``,
-      ``"cluster"`` or ``"HAC"``. GLM, Logit, Probit and Poisson second stages
-      take ``"nonrobust"``, ``"HC0"`` and ``"cluster"`` only (statsmodels
+      ``"cluster"`` or ``"HAC"``. GLM, Logit, Probit, Poisson and the other
+      likelihood second stages (negative binomial, MNLogit, ...) take
+      ``"nonrobust"``, ``"HC0"`` and ``"cluster"`` only (statsmodels
       computes HC0 whatever HC number is named there; ``"naive"`` keeps its
       behaviour); ``"HAC"`` is for OLS/WLS.
     * ``groups`` ("cluster", "bootstrap"): cluster labels of the labeled rows,

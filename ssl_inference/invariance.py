@@ -49,7 +49,7 @@ def check_invariant(results, constraints, allow_gauge: bool) -> bool:
     action = model.coefficient_action
     if action is None:  # the design itself depends on the gauge (opted in at the model)
         return True
-    names = list(model.exog_names)
+    names = model.param_names
     R, q = _as_matrix(constraints, len(names))
     if action.preserves(R, q):
         return False
@@ -72,29 +72,37 @@ def check_invariant(results, constraints, allow_gauge: bool) -> bool:
 def invariant_hypotheses(model) -> list[tuple[str, np.ndarray]]:
     """Hypotheses on the learned-feature terms with a gauge-free meaning, as (label, R).
 
-    With the features as plain columns, the group's own list
-    (:meth:`~ssl_inference.symmetry.Group.invariant_hypotheses`). With formula terms
-    of the features: all of those terms jointly zero, then each term whose zero-test
-    the group preserves (``z:pc0 = 0`` under sign flips, ``I(pc0**2) = 0``). Nothing
-    for a gauge-dependent design.
+    For each equation (:attr:`equations`; one for single-index models): with the
+    features as plain columns, the group's own list
+    (:meth:`~ssl_inference.symmetry.Group.invariant_hypotheses`) on that equation's
+    coefficients; with formula terms of the features, all of those terms jointly zero,
+    then each term whose zero-test the group preserves (``z:pc0 = 0`` under sign
+    flips, ``I(pc0**2) = 0``). With several equations, first the features' terms in
+    all equations jointly zero. Nothing for a gauge-dependent design.
     """
-    design = model.feature_design
-    d = len(model.exog_names)
     if model.coefficient_action is None:
         return []
-    if design.is_selector:
-        out = []
-        for label, R_rep in model.representation.symmetry_.invariant_hypotheses(
-                model.feature_names):
-            R = np.zeros((R_rep.shape[0], d))
-            R[:, design.plain_cols] = R_rep
-            out.append((label, R))
-        return out
-    names = [model.exog_names[c] for c in design.feature_cols]
-    out = [(" = ".join(names) + " = 0", np.eye(d)[design.feature_cols])]
-    if len(names) > 1:
-        out += [(f"{model.exog_names[c]} = 0", np.eye(d)[[c]]) for c in design.feature_cols
-                if model.coefficient_action.preserves(np.eye(d)[[c]])]
+    names = model.param_names
+    d = len(names)
+    equations = model.equations
+    out = []
+    if len(equations) > 1:
+        cols = np.concatenate([eq.feature_params for eq in equations])
+        out.append((" = ".join(names[c] for c in cols) + " = 0", np.eye(d)[cols]))
+    for eq in equations:
+        if eq.design.is_selector:
+            plain = eq.plain_params
+            for label, R_rep in model.representation.symmetry_.invariant_hypotheses(
+                    [names[c] for c in plain]):
+                R = np.zeros((R_rep.shape[0], d))
+                R[:, plain] = R_rep
+                out.append((label, R))
+            continue
+        cols = eq.feature_params
+        out.append((" = ".join(names[c] for c in cols) + " = 0", np.eye(d)[cols]))
+        if len(cols) > 1:
+            out += [(f"{names[c]} = 0", np.eye(d)[[c]]) for c in cols
+                    if model.coefficient_action.preserves(np.eye(d)[[c]])]
     return out
 
 
@@ -145,8 +153,8 @@ def gauge_dependent_columns(results) -> list[int]:
     action = model.coefficient_action
     if action is None:
         return []
-    d = len(model.exog_names)
-    return [int(c) for c in model.feature_design.feature_cols
+    d = len(model.param_names)
+    return [int(c) for eq in model.equations for c in eq.feature_params
             if not action.preserves(np.eye(d)[[c]])]
 
 
@@ -156,21 +164,22 @@ def gauge_free_terms(results, terms):
     action = model.coefficient_action
     if action is None:
         return terms
-    d = len(model.exog_names)
+    names = model.param_names
+    d = len(names)
     keep = [name for name, constraint in terms.temp
             if action.preserves(*_as_matrix(constraint, d))]
     if len(keep) == len(terms.temp):
         return terms
     table = terms.table.loc[keep]
-    cols = model.feature_design.feature_cols
+    cols = np.concatenate([eq.feature_params for eq in model.equations])
     block = np.eye(d)[cols]
     wt = results.wald_test(block, scalar=True)
     row = [float(wt.statistic), float(wt.pvalue),
            int(wt.df_num) if results.use_t else int(wt.df_denom)]
     if results.use_t:
         row.append(wt.df_denom)
-    label = f"learned-feature terms ({', '.join(model.exog_names[c] for c in cols)})"
-    if model.feature_design.is_selector:
+    label = f"learned-feature terms ({', '.join(names[c] for c in cols)})"
+    if len(model.equations) == 1 and model.feature_design.is_selector:
         label = f"representation block ({', '.join(model.feature_names)})"
     table = pd.concat([table, pd.DataFrame([row], index=[label], columns=table.columns)])
     out = WaldTestResults(None, terms.distribution, None, table=table)

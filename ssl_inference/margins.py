@@ -41,6 +41,7 @@ variation from the covariates of the labeled sample is not part of the covarianc
 """
 from __future__ import annotations
 
+import copy
 import textwrap
 import warnings
 from dataclasses import dataclass
@@ -57,8 +58,8 @@ from .covariance import VarianceParts
 from .exceptions import GaugeDependentWarning
 from .summary import blank_table_rows, notes
 
-__all__ = ["MeanFunction", "MarginalEffects", "TwoStageMargins", "two_stage_margeff",
-           "AT_OPTIONS", "METHODS"]
+__all__ = ["MeanFunction", "MarginalEffects", "TwoStageMargins", "TwoStageMarginsMixin",
+           "two_stage_margeff", "AT_OPTIONS", "METHODS"]
 
 AT_OPTIONS = ("overall", "mean", "median", "zero")
 METHODS = ("dydx", "eyex", "dyex", "eydx")
@@ -486,6 +487,77 @@ class TwoStageMargins(DiscreteMargins):
                 for i, line in enumerate(lines)]
 
 
+class TwoStageMarginsMixin:
+    """``get_margeff`` of two-stage results of single-index models ``E(y | w) = h(w'beta)``.
+
+    Results classes provide ``_mean_function()`` (the :class:`MeanFunction` ``h``);
+    parameters after the design's coefficients (a negative binomial's ``alpha``) do
+    not enter the effects.
+    """
+
+    def get_margeff(self, at: str = "overall", method: str = "dydx", atexog=None,
+                    dummy: bool = False, count: bool = False, *,
+                    allow_gauge: bool = False) -> TwoStageMargins:
+        r"""Marginal effects with standard errors that include the first stage.
+
+        The point estimates are statsmodels'. With ``cov_type="two-stage"`` the
+        delta method also differentiates through the learned features of the rows at
+        which the effects are evaluated (:mod:`ssl_inference.margins`):
+        ``Cov = G_beta Cov_2 G_beta'`` (statsmodels' margins covariance, the
+        fine-tuning part) ``+`` the pre-training and overlap parts of
+        ``f = G_beta beta + G_theta theta``. ``cov_type="bootstrap"``: covariance of
+        the replicates' margins; ``"naive"``: statsmodels'.
+
+        Parameters
+        ----------
+        at : {"overall", "mean", "median", "zero", "all"}
+            statsmodels' meaning; "all" has point estimates only.
+        method : {"dydx", "eyex", "dyex", "eydx"}
+            Derivative, elasticity or semi-elasticities.
+        atexog, dummy, count
+            Not available for two-stage results (they raise), except with at="all".
+        allow_gauge : bool
+            Margins that depend on the first stage's gauge (e.g. with respect to one
+            principal component of a rotation-mode PCA) get NaN z, p and intervals
+            with a ``GaugeDependentWarning``; True reports them in the reported gauge.
+
+        Returns
+        -------
+        TwoStageMargins
+            statsmodels' ``DiscreteMargins`` interface (``margeff``, ``margeff_se``,
+            ``margeff_cov``, ``tvalues``, ``pvalues``, ``conf_int()``, ``summary()``,
+            ``summary_frame()``) plus ``margeff_se_naive`` and
+            ``variance_decomposition()``.
+
+        Raises
+        ------
+        NotImplementedError
+            For ``atexog``, ``dummy=True``, ``count=True``, offsets, exposure and
+            GLM weights (statsmodels' margins ignore the latter three).
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> rng = np.random.default_rng(0)
+        >>> rep = ssi.PCA(2).fit(rng.normal(size=(300, 4)) * [3.0, 2.0, 1.0, 0.5])
+        >>> X = rng.normal(size=(1000, 4)) * [3.0, 2.0, 1.0, 0.5]
+        >>> y = (rng.random(1000) < 1 / (1 + np.exp(-0.3 * X[:, 0]))).astype(float)
+        >>> res = ssi.Logit(y, np.ones((1000, 1)), representation=rep, features=X).fit(disp=0)
+        >>> me = res.get_margeff()
+        >>> bool(np.all(me.margeff_se > me.margeff_se_naive))
+        True
+        """
+        def statsmodels_margeff(cov, **options):
+            proxy = copy.copy(self)
+            proxy.cov_params_default = cov
+            proxy._cache = {}
+            return super(TwoStageMarginsMixin, proxy).get_margeff(**options)
+
+        return two_stage_margeff(self, statsmodels_margeff, self._mean_function(), at=at,
+                                 method=method, atexog=atexog, dummy=dummy, count=count,
+                                 allow_gauge=allow_gauge)
+
+
 # --------------------------------------------------------------------------- entry point
 def two_stage_margeff(results, statsmodels_margeff, mean: MeanFunction, *, at: str = "overall",
                       method: str = "dydx", atexog=None, dummy: bool = False,
@@ -494,7 +566,8 @@ def two_stage_margeff(results, statsmodels_margeff, mean: MeanFunction, *, at: s
 
     Parameters
     ----------
-    results : two-stage Logit, Probit, Poisson or GLM results
+    results : two-stage Logit, Probit, Poisson, GLM, negative binomial or generalized
+        Poisson results
     statsmodels_margeff : callable
         ``statsmodels_margeff(cov, **options)``: statsmodels' ``get_margeff`` of these
         results with the parameter covariance ``cov``.
@@ -513,7 +586,8 @@ def two_stage_margeff(results, statsmodels_margeff, mean: MeanFunction, *, at: s
     model = results.model
     _refuse_unsupported(model, atexog=atexog, dummy=dummy, count=count)
     W = np.asarray(model.exog, dtype=float)
-    b = np.asarray(results.params, dtype=float)
+    params = np.asarray(results.params, dtype=float)
+    b = params[:W.shape[1]]  # the design's coefficients; extra parameters (alpha) follow
     effects = MarginalEffects.for_design(mean, at, method, W)
     sm = statsmodels_margeff(results.cov_params_naive(), at=at, method=method)
     _check_agreement(effects.value(b, W), np.asarray(sm.margeff), at, method)
@@ -521,8 +595,9 @@ def two_stage_margeff(results, statsmodels_margeff, mean: MeanFunction, *, at: s
     parts = None
     cov_type = results._spec.cov_type
     if cov_type == "two-stage":
-        extra = results._covariance.parts(effects.beta_gradient(b, W),
-                                          first_stage_gradient(effects, model, b, W))
+        G_beta = np.zeros((effects.cols.size, params.size))
+        G_beta[:, :b.size] = effects.beta_gradient(b, W)
+        extra = results._covariance.parts(G_beta, first_stage_gradient(effects, model, b, W))
         parts = VarianceParts(np.asarray(sm.margeff_cov), extra.pretraining, extra.cross)
         cov = parts.total
     elif cov_type == "bootstrap":
@@ -558,7 +633,9 @@ def bootstrap_margins(results, effects: MarginalEffects) -> np.ndarray:
     model = results.model
     rows, raw = model._design_rows(), model.features
     draws = results._bootstrap
-    return np.array([effects.value(params, model.feature_design.build(rows, rep._transform(raw)))
+    d = model.feature_design.n_params
+    return np.array([effects.value(params[:d],
+                                   model.feature_design.build(rows, rep._transform(raw)))
                      for params, rep in zip(draws.params, draws.representations)])
 
 

@@ -24,25 +24,36 @@ class PredictionResultsBase:
 
     Parameters
     ----------
-    predicted : ndarray (n0,)
-    var_pred : ndarray (n0,)
-        Variance of the estimate, including the first stage when two-stage.
+    predicted : ndarray (n0,) or (n0, r)
+        One value per row, or several (e.g. the probability of each outcome).
+    var_pred : ndarray, shaped like ``predicted``
+        Variance of each estimate, including the first stage when two-stage.
     df : float, optional
         Degrees of freedom for t intervals and tests; None gives normal ones.
     row_labels : index, optional
+    column_labels : sequence, optional
+        Labels of the r values of each row (two-dimensional predictions).
 
     Examples
     --------
     >>> pred = PredictionResultsBase(np.array([1.0]), np.array([0.25]))
     >>> pred.conf_int(alpha=0.05).round(3)
     array([[0.02, 1.98]])
+    >>> probs = PredictionResultsBase(np.array([[0.2, 0.8]]), np.array([[0.01, 0.01]]),
+    ...                               column_labels=["no", "yes"])
+    >>> probs.conf_int().shape
+    (1, 2, 2)
+    >>> frame = probs.summary_frame()
+    >>> frame.index.tolist(), frame["ci_lower"].round(3).tolist()
+    ([(0, 'no'), (0, 'yes')], [0.004, 0.604])
     """
 
-    def __init__(self, predicted, var_pred, df=None, row_labels=None):
+    def __init__(self, predicted, var_pred, df=None, row_labels=None, column_labels=None):
         self.predicted = np.asarray(predicted)
         self.var_pred = np.asarray(var_pred)
         self.df = df
         self.row_labels = row_labels
+        self.column_labels = column_labels
         self.dist = stats.norm if df is None else stats.t
         self.dist_args = () if df is None else (df,)
 
@@ -71,18 +82,28 @@ class PredictionResultsBase:
 
     def _interval(self, center, se, alpha: float) -> np.ndarray:
         q = self.dist.ppf(1 - alpha / 2, *self.dist_args)
-        return np.column_stack([center - q * se, center + q * se])
+        return np.stack([center - q * se, center + q * se], axis=-1)
 
     def conf_int(self, *, alpha: float = 0.05, **kwds) -> np.ndarray:
-        """Wald intervals ``predicted -+ q se`` (n0, 2)."""
+        """Wald intervals ``predicted -+ q se``: (n0, 2), or (n0, r, 2)."""
         return self._interval(self.predicted, self.se, alpha)
 
     def summary_frame(self, alpha: float = 0.05) -> pd.DataFrame:
-        """DataFrame with columns predicted, se, ci_lower, ci_upper (as statsmodels)."""
+        """DataFrame with columns predicted, se, ci_lower, ci_upper (as statsmodels).
+
+        Two-dimensional predictions have one row per (row, value), indexed by
+        ``(row, level)``.
+        """
         ci = self.conf_int(alpha=alpha)
-        return pd.DataFrame({"predicted": self.predicted, "se": self.se,
-                             "ci_lower": ci[:, 0], "ci_upper": ci[:, 1]},
-                            index=self.row_labels)
+        index = self.row_labels
+        if self.predicted.ndim == 2:
+            n0, r = self.predicted.shape
+            rows = np.arange(n0) if self.row_labels is None else list(self.row_labels)
+            levels = range(r) if self.column_labels is None else list(self.column_labels)
+            index = pd.MultiIndex.from_product([rows, levels], names=["row", "level"])
+        return pd.DataFrame({"predicted": self.predicted.ravel(), "se": self.se.ravel(),
+                             "ci_lower": ci[..., 0].ravel(), "ci_upper": ci[..., 1].ravel()},
+                            index=index)
 
 
 class _MeanNames:

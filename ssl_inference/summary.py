@@ -126,16 +126,26 @@ def blank_table_rows(params_table, names) -> None:
     p-value and interval (the cells after the estimate and its standard error)."""
     for row in params_table:
         if row[0].data in names:
-            row[0].data = f"{row[0].data}*"
-            for cell in row[3:]:
-                cell.data = "--"
+            _blank_row(row)
+
+
+def _blank_row(row) -> None:
+    row[0].data = f"{row[0].data}*"
+    for cell in row[3:]:
+        cell.data = "--"
 
 
 def _blank_gauge_dependent_rows(res, params_table) -> list[str]:
-    """Hide t, p and interval of coefficients whose single test is not invariant."""
-    names = [res.model.exog_names[c] for c in gauge_dependent_columns(res)]
-    blank_table_rows(params_table, names)
-    return names
+    """Hide t, p and interval of coefficients whose single test is not invariant.
+
+    The table's data rows are the coefficients in order (with several equations, one
+    block of rows per equation under its header row).
+    """
+    cols = gauge_dependent_columns(res)
+    rows = [row for row in params_table if row.datatype != "header"]
+    for c in cols:
+        _blank_row(rows[c])
+    return [res.model.param_names[c] for c in cols]
 
 
 def invariant_tests_table(res) -> SimpleTable:
@@ -175,6 +185,33 @@ def extend_summary(res, smry):
     return smry
 
 
+def _blank_frame_rows(smry, cols: set, n_params: int) -> None:
+    """Star and blank the coefficients ``cols`` in ``Summary2``'s parameter tables: the
+    tables after the first hold the coefficients in order (one table per equation for
+    MNLogit)."""
+    offset, t = 0, 1
+    while offset < n_params:
+        params = smry.tables[t]
+        rows = [i for i in range(len(params)) if offset + i in cols]
+        if rows:
+            # MNLogit's tables carry the names in a first column, the others in the index
+            in_column = not pd.api.types.is_numeric_dtype(params.iloc[:, 0])
+            start = 3 if in_column else 2
+            hidden = params.columns[start:]
+            params[hidden] = params[hidden].astype(object)
+            params.iloc[rows, start:] = "--"
+            labels = list(params.iloc[:, 0] if in_column else params.index)
+            for i in rows:
+                labels[i] = f"{labels[i]}*"
+            if in_column:
+                params.iloc[:, 0] = labels
+            else:
+                params = params.set_axis(labels, axis=0)
+            smry.tables[t] = params
+        offset += len(params)
+        t += 1
+
+
 class TwoStageSummary2(Summary2):
     """statsmodels' ``Summary2`` whose text rules all have the width of the widest table.
 
@@ -190,13 +227,10 @@ class TwoStageSummary2(Summary2):
 
 
 def extend_summary2(res, smry):
-    names = [res.model.exog_names[c] for c in gauge_dependent_columns(res)]
+    cols = gauge_dependent_columns(res)
+    names = [res.model.param_names[c] for c in cols]
     if names:
-        params = smry.tables[1]
-        hidden = params.columns[2:]
-        params[hidden] = params[hidden].astype(object)
-        params.loc[names, hidden] = "--"
-        smry.tables[1] = params.rename(index={n: f"{n}*" for n in names})
+        _blank_frame_rows(smry, set(cols), len(res.model.param_names))
     left, right = first_stage_items(res)
     smry.add_dict({label: value[0] for label, value in left + right})
     smry.add_df(inflation_frame(res), float_format="%.4g")

@@ -4,7 +4,7 @@
 >>> smf.ols.__self__.__name__
 'OLS'
 """
-from ..models import GLM, OLS, WLS, Logit, Poisson, Probit
+from ..models import GLM, OLS, WLS, Logit, MNLogit, NegativeBinomial, Poisson, Probit
 
 ols = OLS.from_formula
 wls = WLS.from_formula
@@ -12,5 +12,7 @@ glm = GLM.from_formula
 logit = Logit.from_formula
 probit = Probit.from_formula
 poisson = Poisson.from_formula
+negativebinomial = NegativeBinomial.from_formula
+mnlogit = MNLogit.from_formula
 
-__all__ = ["ols", "wls", "glm", "logit", "probit", "poisson"]
+__all__ = ["ols", "wls", "glm", "logit", "probit", "poisson", "negativebinomial", "mnlogit"]

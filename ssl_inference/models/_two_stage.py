@@ -18,6 +18,7 @@ from ..bootstrap import two_sample_bootstrap
 from ..covariance import (COV_OPTIONS_DOC, CovarianceSpec, TwoStageCovariance,
                           labeled_influence_weights)
 from ..design import AppendedFeatures, FormulaFeatures
+from ..equations import Equation
 from ..exceptions import FirstStageBlindError, GaugeDependentDesignError
 from .._formula import formula_variables, mentioned_names
 from ..jacobian import coefficient_jacobian
@@ -178,10 +179,14 @@ class TwoStageModelMixin:
         names = list(representation.get_feature_names_out())
         if design is None:  # array input: the features are the last columns
             k = len(names)
+            columns = self._design_name_positions()
             if not all(n in self.exog_names for n in names):
                 # statsmodels named the appended feature columns x1, x2, ...
-                self.data.xnames = list(self.exog_names)[:-k] + names
-            design = AppendedFeatures(n_base=len(self.exog_names) - k, n_features=k)
+                xnames = list(self.exog_names)
+                for column, name in zip(columns[-k:], names):
+                    xnames[column] = name
+                self.data.xnames = xnames
+            design = AppendedFeatures(n_base=columns.size - k, n_features=k)
         self.representation = representation
         self.features = raw
         self.feature_columns = feature_columns
@@ -206,6 +211,24 @@ class TwoStageModelMixin:
             if not allow_gauge:
                 raise
             self.coefficient_action = None
+
+    def _design_name_positions(self) -> np.ndarray:
+        """Positions in ``exog_names`` of the design's columns.
+
+        All of them here; models that also name other parameters there (inflation
+        coefficients before the design's) override.
+        """
+        return np.arange(np.shape(self.exog)[1])
+
+    @property
+    def param_names(self) -> list[str]:
+        """Names of the flat coefficient vector, as hypothesis strings spell them."""
+        return list(self.exog_names)
+
+    @property
+    def equations(self) -> tuple[Equation, ...]:
+        """Where the learned features enter the coefficients (:mod:`ssl_inference.equations`)."""
+        return (Equation("", np.arange(self.feature_design.n_params), self.feature_design),)
 
     def _design_rows(self, index=None):
         """What the design needs besides the features, for the sample's rows ``index``."""
@@ -294,7 +317,9 @@ class TwoStageModelMixin:
         advance_eval_env(kwargs)
         mod = super().from_formula(full_formula, frame, None, drop_cols, *args, **kwargs)
         positions = frame.index.get_indexer(mod.data.row_labels)
-        design = FormulaFeatures(mod.data, names, mod.exog_names, phi[positions])
+        design = FormulaFeatures(mod.data, names,
+                                 [mod.exog_names[p] for p in mod._design_name_positions()],
+                                 phi[positions])
         if design.feature_cols.size == 0:
             raise ValueError(
                 f"The formula '{formula}' removes every learned feature "

@@ -127,7 +127,7 @@ class TwoStageResultsMixin:
         frame = pd.DataFrame({"fine_tuning": np.diag(p.fine_tuning),
                               "pretraining": np.diag(p.pretraining),
                               "overlap": np.diag(p.cross), "total": total},
-                             index=list(self.model.exog_names))
+                             index=list(self.model.param_names))
         frame["fine_tuning_share"] = frame["fine_tuning"] / total
         frame["pretraining_share"] = frame["pretraining"] / total
         return frame
@@ -260,7 +260,7 @@ class TwoStageResultsMixin:
         out[cols] = np.nan
         if not (self.__dict__.get("_gauge_warned") or self.__dict__.get("_summarizing")):
             self._gauge_warned = True
-            names = ", ".join(self.model.exog_names[c] for c in cols)
+            names = ", ".join(self.model.param_names[c] for c in cols)
             warnings.warn(
                 f"t, p and confidence intervals of {names} are NaN: under the "
                 f"representation's symmetry group, {self.model.representation.symmetry_.name}, "
@@ -283,7 +283,7 @@ class TwoStageResultsMixin:
     # ------------------------------------------------------------- hypotheses
     def _guarded(self, r_matrix, allow_gauge: bool):
         """Parse a hypothesis the patsy way and refuse it unless it is invariant."""
-        constraints = parse_constraints(r_matrix, self.model.exog_names)
+        constraints = parse_constraints(r_matrix, self.model.param_names)
         if getattr(self, "_terms_in_progress", False):
             return constraints, False
         return constraints, check_invariant(self, constraints, allow_gauge)

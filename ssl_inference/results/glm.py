@@ -2,14 +2,12 @@
 discrete models, and their pandas wrappers."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import statsmodels.base.wrapper as wrap
 from statsmodels.genmod.generalized_linear_model import GLMResults, GLMResultsWrapper
 
 from ..exceptions import FirstStageBlindError
-from ..margins import MeanFunction, TwoStageMargins, two_stage_margeff
+from ..margins import MeanFunction, TwoStageMarginsMixin
 from ..prediction import (PredictionResults, PredictionResultsBase, PredictionResultsMean,
                           PredictionResultsMonotonic)
 from .base import (WRAP_ATTRS, TwoStageResultsMixin, TwoStageResultsWrapperMixin,
@@ -18,7 +16,7 @@ from .base import (WRAP_ATTRS, TwoStageResultsMixin, TwoStageResultsWrapperMixin
 __all__ = ["TwoStageGLMResults", "TwoStageLinkResultsMixin"]
 
 
-class TwoStageLinkResultsMixin(TwoStageResultsMixin):
+class TwoStageLinkResultsMixin(TwoStageMarginsMixin, TwoStageResultsMixin):
     """Two-stage results of a model with a link: ``E(y | w) = l^{-1}(w'beta + offset)``."""
 
     def risk_asymptotics(self, *, fine_tuning: str = "model",
@@ -95,68 +93,6 @@ class TwoStageLinkResultsMixin(TwoStageResultsMixin):
     def _mean_function(self) -> MeanFunction:
         """The inverse link and its derivatives, as statsmodels' margins evaluate them."""
         return MeanFunction.from_link(self._link)
-
-    def get_margeff(self, at: str = "overall", method: str = "dydx", atexog=None,
-                    dummy: bool = False, count: bool = False, *,
-                    allow_gauge: bool = False) -> TwoStageMargins:
-        r"""Marginal effects with standard errors that include the first stage.
-
-        The point estimates are statsmodels'. With ``cov_type="two-stage"`` the
-        delta method also differentiates through the learned features of the rows at
-        which the effects are evaluated (:mod:`ssl_inference.margins`):
-        ``Cov = G_beta Cov_2 G_beta'`` (statsmodels' margins covariance, the
-        fine-tuning part) ``+`` the pre-training and overlap parts of
-        ``f = G_beta beta + G_theta theta``. ``cov_type="bootstrap"``: covariance of
-        the replicates' margins; ``"naive"``: statsmodels'.
-
-        Parameters
-        ----------
-        at : {"overall", "mean", "median", "zero", "all"}
-            statsmodels' meaning; "all" has point estimates only.
-        method : {"dydx", "eyex", "dyex", "eydx"}
-            Derivative, elasticity or semi-elasticities.
-        atexog, dummy, count
-            Not available for two-stage results (they raise), except with at="all".
-        allow_gauge : bool
-            Margins that depend on the first stage's gauge (e.g. with respect to one
-            principal component of a rotation-mode PCA) get NaN z, p and intervals
-            with a ``GaugeDependentWarning``; True reports them in the reported gauge.
-
-        Returns
-        -------
-        TwoStageMargins
-            statsmodels' ``DiscreteMargins`` interface (``margeff``, ``margeff_se``,
-            ``margeff_cov``, ``tvalues``, ``pvalues``, ``conf_int()``, ``summary()``,
-            ``summary_frame()``) plus ``margeff_se_naive`` and
-            ``variance_decomposition()``.
-
-        Raises
-        ------
-        NotImplementedError
-            For ``atexog``, ``dummy=True``, ``count=True``, offsets, exposure and
-            GLM weights (statsmodels' margins ignore the latter three).
-
-        Examples
-        --------
-        >>> import numpy as np, ssl_inference as ssi
-        >>> rng = np.random.default_rng(0)
-        >>> rep = ssi.PCA(2).fit(rng.normal(size=(300, 4)) * [3.0, 2.0, 1.0, 0.5])
-        >>> X = rng.normal(size=(1000, 4)) * [3.0, 2.0, 1.0, 0.5]
-        >>> y = (rng.random(1000) < 1 / (1 + np.exp(-0.3 * X[:, 0]))).astype(float)
-        >>> res = ssi.Logit(y, np.ones((1000, 1)), representation=rep, features=X).fit(disp=0)
-        >>> me = res.get_margeff()
-        >>> bool(np.all(me.margeff_se > me.margeff_se_naive))
-        True
-        """
-        def statsmodels_margeff(cov, **options):
-            proxy = copy.copy(self)
-            proxy.cov_params_default = cov
-            proxy._cache = {}
-            return super(TwoStageLinkResultsMixin, proxy).get_margeff(**options)
-
-        return two_stage_margeff(self, statsmodels_margeff, self._mean_function(), at=at,
-                                 method=method, atexog=atexog, dummy=dummy, count=count,
-                                 allow_gauge=allow_gauge)
 
     def _link_prediction(self, exog, features, transform, which, row_labels, average,
                          pred_kwds: dict) -> PredictionResultsBase:
