@@ -61,6 +61,44 @@ def test_random_starts_of_refits_are_seeded_per_replicate():
 
 
 # ------------------------------------------------------------------ degenerate replicates
+def issue_mixture_logit(seed=4):
+    """The issue's setting: a 3-component Gaussian mixture first stage in d = 4 (means 3
+    SD apart), m = n = 1000, Logit second stage."""
+    rng = np.random.default_rng(seed)
+    means = np.zeros((3, 4))
+    means[1, 0] = means[2, 1] = 3.0
+    X_pre = means[rng.integers(0, 3, 1000)] + rng.normal(size=(1000, 4))
+    X = means[rng.integers(0, 3, 1000)] + rng.normal(size=(1000, 4))
+    z = X[:, 2] + rng.normal(size=1000)
+    rep = ssi.GaussianMixture(3, random_state=0).fit(X_pre)
+    eta = -0.5 + 0.5 * z + rep.transform(X) @ np.array([1.0, -1.0])
+    y = (rng.random(1000) < 1 / (1 + np.exp(-eta))).astype(float)
+    return ssi.Logit(y, sm.add_constant(z), representation=rep, features=X)
+
+
+def test_issue_case_a_replicate_with_another_mixture_is_dropped():
+    """Replicate 3 of seed 0 refits a different mixture (weights .09/.58/.33: one small
+    component, two clusters merged); kept, it alone makes the bootstrap SE of the first
+    mixture coefficient 3.7 times the analytic one."""
+    model = issue_mixture_logit()
+    analytic = model.fit(disp=0)
+    res = model.fit(disp=0, cov_type="bootstrap",
+                    cov_kwds={"reps": 6, "seed": 0, "max_degenerate": 0.2, "progress": False})
+    dropped = res.degenerate_replicates
+    assert dropped.indices.tolist() == [3]
+    assert dropped.reasons[0].startswith("alignment ambiguous: a component is nearest to "
+                                         "another full-sample component")
+    with_it = np.vstack([res.bootstrap_params, dropped.params]).std(axis=0, ddof=1)
+    assert with_it[2] > 3 * analytic.bse[2]
+    assert np.all(res.bse < 1.3 * analytic.bse), res.bse / analytic.bse
+    assert "Degenerate bootstrap replicates: 1 of 6 replicates degenerate and dropped " \
+        "(16.7%): alignment ambiguous" in str(res.summary())
+    with pytest.raises(ValueError, match=r"1 of 6 bootstrap replicates were degenerate "
+                                         r"\(16.7%, more than max_degenerate=0.1\)"):
+        model.fit(disp=0, cov_type="bootstrap",
+                  cov_kwds={"reps": 6, "seed": 0, "progress": False})
+
+
 def separable_logit(seed=0, n=60):
     """Logit on one PCA feature whose labels are separated but for one row on each side
     of the boundary: a resample that misses both (probability about exp(-2)) separates
