@@ -211,6 +211,13 @@ class JackknifeReplicates:
     def cov(self) -> np.ndarray:
         return self.covariance(self.params)
 
+    @property
+    def df_inference(self) -> int:
+        """``G - 1`` with ``G`` the kept units of the smallest stratum: the degrees of
+        freedom of t and F references with ``use_t=True`` (statsmodels' cluster
+        convention; conservative when both samples have many units)."""
+        return int(np.bincount(self.strata)[np.bincount(self.strata) > 0].min()) - 1
+
     def first_stage_shifts(self, representation, K: np.ndarray,
                            chunk_rows: int = 8192) -> np.ndarray:
         r"""``K (theta_(u) - theta_hat)`` of the one-step first stage for each kept unit

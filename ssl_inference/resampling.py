@@ -12,7 +12,12 @@ A replicate is *degenerate* when its refit is not a regular point estimate:
 
 * first stage: the refit recorded an ``IdentificationWarning`` or ``ConvergenceWarning``
   (``fit_warnings_``: collapsed mixture component, Heywood case, nearly tied
-  eigenvalues, singular Hessian, non-converged EM or optimiser...), or raised;
+  eigenvalues, singular Hessian, non-converged EM or optimiser...) that the
+  full-sample fit did not record, or raised. A warning the full-sample fit has too
+  (compared by :func:`reason_of`, e.g. "Eigenvalues # and # ... are nearly tied") does
+  not make a replicate degenerate: the replicate is then as regular as the estimate
+  whose spread it measures, and the summary already shows that warning; such
+  replicates are kept and counted (``DegenerateReplicates.repeated``);
 * alignment: :func:`~ssl_inference.align` raised, or the alignment is ambiguous
   (:func:`alignment_problem`: the refit is not near one point of the full-sample fit's
   symmetry orbit);
@@ -82,6 +87,8 @@ class DegenerateReplicates:
     params : ndarray (count, d)
         Their second-stage coefficients (NaN where a stage failed), to see what keeping
         them would have done.
+    repeated : int
+        Kept replicates whose first stage repeated a warning of the full-sample fit.
 
     Examples
     --------
@@ -95,6 +102,7 @@ class DegenerateReplicates:
     indices: np.ndarray
     reasons: tuple
     params: np.ndarray
+    repeated: int = 0
 
     @property
     def count(self) -> int:
@@ -110,11 +118,13 @@ class DegenerateReplicates:
         return dict(Counter(self.reasons).most_common())
 
     def __str__(self) -> str:
+        repeated = (f" {self.repeated} kept replicates repeated the full-sample first "
+                    "stage's warnings." if self.repeated else "")
         if not self.count:
-            return f"0 of {self.total} replicates degenerate."
+            return f"0 of {self.total} replicates degenerate.{repeated}"
         listed = "; ".join(f"{reason} ({k})" for reason, k in self.counts().items())
         return (f"{self.count} of {self.total} replicates degenerate and dropped "
-                f"({100 * self.fraction:.1f}%): {listed}.")
+                f"({100 * self.fraction:.1f}%): {listed}.{repeated}")
 
     def check(self, max_fraction: float, what: str, first_stage_warnings=()) -> None:
         """Refuse when more than ``max_fraction`` of the replicates are degenerate.
@@ -152,8 +162,9 @@ class DegenerateReplicates:
         params = np.array([fits[i].params for i in kept]).reshape(len(kept), d)
         dropped = np.array([np.full(d, np.nan) if fits[i].params is None else fits[i].params
                             for i in bad]).reshape(len(bad), d)
+        repeated = sum(fits[i].repeated for i in kept)
         return params, kept, cls(len(fits), np.array(bad, dtype=int),
-                                 tuple(fits[i].problem for i in bad), dropped)
+                                 tuple(fits[i].problem for i in bad), dropped, repeated)
 
 
 def reason_of(message: str) -> str:
@@ -171,12 +182,14 @@ def reason_of(message: str) -> str:
 @dataclass(frozen=True)
 class ReplicateFit:
     """One replicate: coefficients, the aligned representation (pre-training data
-    dropped; None when the full-sample one was reused or the refit failed), and the
-    reason it is degenerate (None when it is not)."""
+    dropped; the full-sample one when it was reused; None when the refit failed), the
+    reason it is degenerate (None when it is not), and whether its first stage
+    repeated a warning of the full-sample fit."""
 
     params: np.ndarray | None
     representation: object
     problem: str | None
+    repeated: bool = False
 
 
 def alignment_problem(group, moved: np.ndarray, reference: np.ndarray) -> str | None:
@@ -255,10 +268,12 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
     made. ``random_state`` replaces an unset (None) or shared (Generator)
     ``random_state`` hyper-parameter of the representation, so that refits with random
     starts are reproducible whatever process runs them. First-stage and second-stage
-    warnings are recorded as the replicate's problem instead of being shown.
+    warnings are recorded as the replicate's problem instead of being shown; a
+    first-stage warning the full-sample fit has too is no problem (module docstring).
     """
     rep = model.representation
     problem = None
+    repeated = False
     refit = rep
     if pre_rows is not None:
         clone = rep.clone()
@@ -272,8 +287,11 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
             except (ValueError, ArithmeticError) as exc:
                 return ReplicateFit(None, None, f"first stage failed: {type(exc).__name__}: "
                                                 f"{reason_of(exc)}")
-        if refit.fit_warnings_:
-            problem = f"first stage: {reason_of(refit.fit_warnings_[0])}"
+        known = {reason_of(w) for w in getattr(rep, "fit_warnings_", ())}
+        reasons = [reason_of(w) for w in getattr(refit, "fit_warnings_", ())]
+        new = [reason for reason in reasons if reason not in known]
+        problem = f"first stage: {new[0]}" if new else None
+        repeated = bool(reasons) and not new
         if align:
             try:
                 refit, _ = align_to(refit, rep)
@@ -289,7 +307,8 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
     design = model.feature_design.build(model._design_rows(lab_rows),
                                         refit._transform(model.features[lab_rows]))
     params, second = _second_stage(model, endog, design, lab_rows, fit_kwds)
-    return ReplicateFit(params, refit if params is not None else None, problem or second)
+    return ReplicateFit(params, refit if params is not None else None, problem or second,
+                        repeated)
 
 
 def _without_pretrain_data(rep):

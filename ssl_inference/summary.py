@@ -83,10 +83,13 @@ def resampling_note(res) -> str | None:
     kind = "bootstrap replicates" if res._spec.cov_type == "bootstrap" else \
         "jackknife deletions"
     dropped = replicates.degenerate
-    if not dropped.count:
+    if not dropped.count and not dropped.repeated:
         return f"Degenerate {kind}: none of {dropped.total}."
-    return (f"Degenerate {kind}: {dropped} Their refits are not regular estimates and "
-            "were left out of the standard errors (res.degenerate_replicates).")
+    text = f"Degenerate {kind}: {dropped}"
+    if dropped.count:
+        text += (" Their refits are not regular estimates and were left out of the "
+                 "standard errors (res.degenerate_replicates).")
+    return text
 
 
 def second_stage_label(spec, replicates=None) -> str:

@@ -86,6 +86,8 @@ class TwoStageResultsMixin:
             obj.cov_type = spec.label
             obj.cov_kwds = {"description": resampling_description(spec, replicates)}
             obj.use_t = bool(use_t) if use_t is not None else False
+            if spec.cov_type == "jackknife":
+                obj.df_resid_inference = replicates.df_inference
         obj._replicates = replicates
         obj._cache = {}
         return cls._wrapper_class(obj)
@@ -323,7 +325,7 @@ class TwoStageResultsMixin:
         var_resid = self.scale / kept_rows(np.asarray(weights, dtype=float), complete)
         if row_labels is None:
             row_labels = self.model.data.row_labels if in_sample else labels
-        df = self.df_resid if self.use_t else None
+        df = getattr(self, "df_resid_inference", self.df_resid) if self.use_t else None
         return PredictionResults(mean, var, var_resid, df=df, row_labels=row_labels)
 
     def _linear_prediction(self, exog, features, transform):
