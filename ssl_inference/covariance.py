@@ -138,7 +138,9 @@ cov_kwds : dict, optional
       scales with Gnanadesikan-Kettenring correlations.
     * ``method`` ("jackknife"): ``"exact"`` (default: refit without each unit)
       or ``"one-step"`` (one Newton step of each stage from the full-sample
-      estimate, no refits: for large samples).
+      estimate, no refits: for large samples). With ``use_t=True`` jackknife
+      tests and intervals use t with ``G - 1`` degrees of freedom, ``G`` the
+      units (clusters or rows) of the smaller sample.
     * ``seed`` ("bootstrap", "jackknife"): makes the replicates reproducible
       (also the random starts of a representation whose ``random_state`` is
       None), the same for every ``n_jobs``.

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from scipy import stats
 
 import ssl_inference as ssi
 import ssl_inference.formula.api as smf
@@ -215,3 +216,39 @@ def test_jackknife_refusals():
     # Wald intervals come from the jackknife covariance
     ci = res.conf_int()
     np.testing.assert_allclose((ci[1] - ci[0]) / 2, 1.959963984540054 * res.bse)
+
+
+def test_use_t_takes_the_clusters_of_the_smaller_sample():
+    X_pre, X, z, y, _ = small_problem(seed=2, m=45, n=32)
+    pre_groups = np.repeat(np.arange(9), 5)
+    groups = np.repeat(np.arange(100, 108), 4)
+    _, res = fit_model(X_pre, X, z, y, use_t=True,
+                       cov_kwds={"groups": groups, "pretrain_groups": pre_groups})
+    assert res.df_resid_inference == 7                      # 8 labeled clusters - 1
+    q = stats.t.ppf(0.975, 7)
+    ci = res.conf_int()
+    np.testing.assert_allclose((ci[:, 1] - ci[:, 0]) / 2, q * res.bse, rtol=1e-12)
+    pred = res.get_prediction(np.array([[1.0, 0.5]]), features=X[:1])
+    np.testing.assert_allclose(np.diff(pred.conf_int(), axis=1)[0, 0] / 2,
+                               q * pred.se_mean[0], rtol=1e-12)
+    _, normal = fit_model(X_pre, X, z, y,
+                          cov_kwds={"groups": groups, "pretrain_groups": pre_groups})
+    np.testing.assert_allclose(normal.bse, res.bse, rtol=1e-12)
+    assert np.all(np.diff(normal.conf_int(), axis=1) < np.diff(ci, axis=1))
+
+
+def test_warnings_the_full_sample_fit_shares_are_kept_and_counted():
+    """Nearly tied eigenvalues in the full-sample fit: every deletion repeats the
+    warning; those deletions are as regular as the estimate and are kept."""
+    rng = np.random.default_rng(9)
+    X_pre = rng.normal(size=(60, 4)) * [2.0, 1.9, 0.5, 0.3]
+    X = rng.normal(size=(40, 4)) * [2.0, 1.9, 0.5, 0.3]
+    y = X[:, 0] + rng.normal(size=40)
+    with pytest.warns(ssi.IdentificationWarning, match="nearly tied"):
+        rep = ssi.PCA(2).fit(X_pre)
+    model = ssi.OLS(y, np.ones((40, 1)), representation=rep, features=X)
+    res = model.fit(cov_type="jackknife")
+    dropped = res.degenerate_replicates
+    assert dropped.count == 0 and dropped.repeated > 50
+    assert f"{dropped.repeated} kept replicates repeated the full-sample first stage's " \
+        "warnings" in str(res.summary())
