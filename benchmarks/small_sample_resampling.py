@@ -53,9 +53,10 @@ Methods (all 95%):
   ``boot_reason`` (CSV) the most frequent reason.
 * ``jk``: ``cov_type="jackknife"``, normal Wald intervals; ``jk-t``: the same with
   ``t_{G-1}`` quantiles, ``G`` the number of units (clusters, or rows) of the smaller
-  sample, what ``fit(cov_type="jackknife", use_t=True)`` uses. Exact refits (``method="exact"``) except for ``factor-logit`` with rows,
-  where 200-800 maximum-likelihood refits per data set are too slow for this study:
-  there ``method="one-step"`` (the ``jackknife`` column says which).
+  sample, what ``fit(cov_type="jackknife", use_t=True)`` uses. Exact refits
+  (``method="exact"``) except for ``factor-logit`` with rows, where 200-800
+  maximum-likelihood refits per data set are too slow for this study: there
+  ``method="one-step"`` (the ``jackknife`` column says which).
 
 Monte Carlo error: with R data sets the SE of a coverage ``c`` is ``sqrt(c (1 - c) /
 R)``, 1.26 points at R = 300 and c = 0.95; the band 93.5-96.5% is +- 1.2 MC SE there.

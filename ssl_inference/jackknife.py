@@ -68,7 +68,8 @@ from .resampling import (DEFAULT_MAX_DEGENERATE, DegenerateReplicates, Replicate
                          refit_replicate, run_replicates)
 
 __all__ = ["JACKKNIFE_METHODS", "JackknifeReplicates", "JackknifeUnits",
-           "jackknife_covariance", "jackknife_units", "two_stage_jackknife"]
+           "first_stage_shifts", "jackknife_covariance", "jackknife_units",
+           "two_stage_jackknife"]
 
 JACKKNIFE_METHODS = ("exact", "one-step")
 #: 1 - leverage below which deleting a unit leaves a singular second stage
@@ -218,18 +219,21 @@ class JackknifeReplicates:
         convention; conservative when both samples have many units)."""
         return int(np.bincount(self.strata)[np.bincount(self.strata) > 0].min()) - 1
 
-    def first_stage_shifts(self, representation, K: np.ndarray,
-                           chunk_rows: int = 8192) -> np.ndarray:
-        r"""``K (theta_(u) - theta_hat)`` of the one-step first stage for each kept unit
-        (G_kept, r): ``-K sum_{i in u} IF(x_i) / (m - m_u)``, streamed over ``X_pre``."""
-        units = self.units
-        m = units.pre_unit.size
-        sums = np.zeros((units.n_units, K.shape[0]))
-        for start, stop, B in representation.influence_contract(K, chunk_rows=chunk_rows):
-            np.add.at(sums, units.pre_unit[start:stop], B)
-        counts = units.pre_counts()
-        shifts = -sums / np.maximum(m - counts, 1)[:, None]
-        return shifts[self.kept]
+    def first_stage_shifts(self, representation, K: np.ndarray) -> np.ndarray:
+        """:func:`first_stage_shifts` of the kept units (G_kept, r)."""
+        return first_stage_shifts(representation, self.units, K)[self.kept]
+
+
+def first_stage_shifts(representation, units: JackknifeUnits, K: np.ndarray,
+                       chunk_rows: int = 8192) -> np.ndarray:
+    r"""``K (theta_(u) - theta_hat)`` of the one-step first stage for every unit (G, r):
+    ``-K sum_{i in u} IF(x_i) / (m - m_u)``, streamed over ``X_pre`` (zero for units
+    without pre-training rows)."""
+    m = units.pre_unit.size
+    sums = np.zeros((units.n_units, K.shape[0]))
+    for start, stop, B in representation.influence_contract(K, chunk_rows=chunk_rows):
+        np.add.at(sums, units.pre_unit[start:stop], B)
+    return -sums / np.maximum(m - units.pre_counts(), 1)[:, None]
 
 
 @dataclass(frozen=True)
@@ -303,11 +307,8 @@ def _one_step(model, results, jacobian, units: JackknifeUnits) -> JackknifeRepli
     g, g_prime, h_inv = model._loss_derivatives(results)
     W = np.asarray(model.exog, dtype=float)
     beta = np.asarray(results.params, dtype=float)
-    G, d = units.n_units, W.shape[1]
-    everything = JackknifeReplicates(np.zeros((G, d)), None, units, np.arange(G),
-                                     DegenerateReplicates(G, np.zeros(0, int), (),
-                                                          np.zeros((0, d))), "one-step")
-    shift = everything.first_stage_shifts(model.representation, np.asarray(jacobian))
+    G = units.n_units
+    shift = first_stage_shifts(model.representation, units, np.asarray(jacobian))
     delta = shift.copy()
     H = (W * g_prime[:, None]).T @ W
     HinvW = W @ h_inv

@@ -33,6 +33,7 @@ resamples on which the pipeline behaves, not its sampling distribution.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import multiprocessing
 import os
@@ -313,7 +314,6 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
 
 def _without_pretrain_data(rep):
     """A shallow copy of a refitted representation without its resample's rows."""
-    import copy
     out = copy.copy(rep)
     out.pretrain_data_ = None
     return out
@@ -469,7 +469,7 @@ def _announce(desc: str, done: int, total: int, elapsed: float, n_jobs: int) -> 
     expected = elapsed / done * total
     if expected > ANNOUNCE_SECONDS:
         logger.warning(
-            "%s: %d replicates, about %.0f s each in %d process(es): %.1f minutes in all "
+            "%s: %d replicates, about %.3g s each in %d process(es): %.1f minutes in all "
             "(estimated from the first %d). cov_kwds: 'n_jobs' (-1: all cores) runs them "
             "in parallel, fewer 'reps' end sooner.", desc, total, elapsed / done * n_jobs,
             n_jobs, expected / 60, done)

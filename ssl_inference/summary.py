@@ -113,7 +113,8 @@ def first_stage_items(res) -> tuple[list, list]:
             ("Labeled rows n:", [str(int(res.nobs))]),
             ("Features k:", [str(rep.n_features_out_)])]
     right = [("Symmetry group:", [rep.symmetry_.symbol]),
-             ("Second-stage cov:", [second_stage_label(res._spec, getattr(res, "_replicates", None))]),
+             ("Second-stage cov:",
+              [second_stage_label(res._spec, getattr(res, "_replicates", None))]),
              ("Overlapping rows:", [n_overlap]),
              ("X_pre clustered:", [_pretrain_clusters(res)])]
     return left, right

@@ -8,7 +8,6 @@ solve the least-squares problem with numpy; then the stratified formula
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy import stats
@@ -128,11 +127,11 @@ def test_jackknife_agrees_with_analytic_at_large_n():
     assert one_step.cov_type == "jackknife one-step"
     for res in (exact, one_step):
         ratio = res.bse / analytic.bse
-        assert np.all(np.abs(ratio - 1) < 0.05), ratio
+        assert np.all(np.abs(ratio - 1) < 0.02), ratio  # measured: within 0.5%
     new = make_problem(seed=12, n=5)[1]
     for res in (exact, one_step):
         ratio = res.get_prediction(new).se_mean / analytic.get_prediction(new).se_mean
-        assert np.all(np.abs(ratio - 1) < 0.05), ratio
+        assert np.all(np.abs(ratio - 1) < 0.02), ratio  # measured: within 0.5%
     # the one-step deletions approximate the exact ones to second order
     shift_exact = exact.jackknife_params - exact.params.to_numpy()
     shift_one = one_step.jackknife_params - one_step.params.to_numpy()

@@ -6,7 +6,6 @@ import logging
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 import statsmodels.api as sm
 
