@@ -43,7 +43,7 @@ import time
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from statsmodels.tools import sm_exceptions
@@ -90,6 +90,8 @@ class DegenerateReplicates:
         them would have done.
     repeated : int
         Kept replicates whose first stage repeated a warning of the full-sample fit.
+    details : dict
+        Reason -> the full message (warning or exception) of its first replicate.
 
     Examples
     --------
@@ -104,6 +106,7 @@ class DegenerateReplicates:
     reasons: tuple
     params: np.ndarray
     repeated: int = 0
+    details: dict = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -138,7 +141,12 @@ class DegenerateReplicates:
         kept = self.total - self.count
         if self.fraction <= max_fraction and kept >= 2:
             return
+        common = next(iter(self.counts()), None)
         note = ""
+        if self.details.get(common):
+            full = self.details[common].strip()
+            note += f" The first '{common}' in full: {full}" + ("" if full.endswith(".")
+                                                                 else ".")
         if first_stage_warnings:
             note = (" The full-sample first stage warned too ("
                     + "; ".join(reason_of(w) for w in first_stage_warnings)
@@ -164,8 +172,12 @@ class DegenerateReplicates:
         dropped = np.array([np.full(d, np.nan) if fits[i].params is None else fits[i].params
                             for i in bad]).reshape(len(bad), d)
         repeated = sum(fits[i].repeated for i in kept)
+        details: dict = {}
+        for i in bad:
+            details.setdefault(fits[i].problem, fits[i].detail)
         return params, kept, cls(len(fits), np.array(bad, dtype=int),
-                                 tuple(fits[i].problem for i in bad), dropped, repeated)
+                                 tuple(fits[i].problem for i in bad), dropped, repeated,
+                                 details)
 
 
 def reason_of(message: str) -> str:
@@ -184,13 +196,14 @@ def reason_of(message: str) -> str:
 class ReplicateFit:
     """One replicate: coefficients, the aligned representation (pre-training data
     dropped; the full-sample one when it was reused; None when the refit failed), the
-    reason it is degenerate (None when it is not), and whether its first stage
-    repeated a warning of the full-sample fit."""
+    reason it is degenerate (None when it is not), whether its first stage repeated a
+    warning of the full-sample fit, and the full message behind the reason."""
 
     params: np.ndarray | None
     representation: object
     problem: str | None
     repeated: bool = False
+    detail: str | None = None
 
 
 def alignment_problem(group, moved: np.ndarray, reference: np.ndarray) -> str | None:
@@ -238,25 +251,27 @@ def alignment_problem(group, moved: np.ndarray, reference: np.ndarray) -> str | 
     return None
 
 
-def _second_stage(model, endog, design, rows, fit_kwds) -> tuple[np.ndarray | None, str | None]:
-    """Refit the plain second stage; coefficients and a problem (or None)."""
+def _second_stage(model, endog, design, rows, fit_kwds):
+    """Refit the plain second stage: coefficients, a problem (or None) and its full
+    message."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             results = model._plain_fit(endog, design, rows, fit_kwds)
         except (ValueError, ArithmeticError, sm_exceptions.PerfectSeparationError) as exc:
-            return None, f"second stage failed: {type(exc).__name__}: {reason_of(exc)}"
+            return (None, f"second stage failed: {type(exc).__name__}: {reason_of(exc)}",
+                    str(exc))
     params = np.asarray(results.params, dtype=float)
     for w in caught:
         for category, reason in SECOND_STAGE_WARNINGS.items():
             if issubclass(w.category, category):
-                return params, reason
+                return params, reason, str(w.message)
     retvals = getattr(results, "mle_retvals", None) or {}
     if retvals.get("converged", True) is False or getattr(results, "converged", True) is False:
-        return params, SECOND_STAGE_WARNINGS[sm_exceptions.ConvergenceWarning]
+        return params, SECOND_STAGE_WARNINGS[sm_exceptions.ConvergenceWarning], None
     if not np.all(np.isfinite(params)):
-        return params, "non-finite second-stage coefficients"
-    return params, None
+        return params, "non-finite second-stage coefficients", None
+    return params, None, None
 
 
 def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_kwds: dict,
@@ -273,7 +288,7 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
     first-stage warning the full-sample fit has too is no problem (module docstring).
     """
     rep = model.representation
-    problem = None
+    problem = detail = None
     repeated = False
     refit = rep
     if pre_rows is not None:
@@ -287,17 +302,19 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
                 refit = clone.fit(X_pre[pre_rows])
             except (ValueError, ArithmeticError) as exc:
                 return ReplicateFit(None, None, f"first stage failed: {type(exc).__name__}: "
-                                                f"{reason_of(exc)}")
+                                                f"{reason_of(exc)}", detail=str(exc))
         known = {reason_of(w) for w in getattr(rep, "fit_warnings_", ())}
         reasons = [reason_of(w) for w in getattr(refit, "fit_warnings_", ())]
         new = [reason for reason in reasons if reason not in known]
         problem = f"first stage: {new[0]}" if new else None
+        detail = next((w for w in refit.fit_warnings_ if reason_of(w) in new), None)
         repeated = bool(reasons) and not new
         if align:
             try:
                 refit, _ = align_to(refit, rep)
             except (ValueError, ArithmeticError, NotImplementedError) as exc:
-                return ReplicateFit(None, None, f"alignment failed: {reason_of(exc)}")
+                return ReplicateFit(None, None, f"alignment failed: {reason_of(exc)}",
+                                    detail=str(exc))
             problem = problem or alignment_problem(rep.symmetry_,
                                                    refit.alignment_coordinates(),
                                                    rep.alignment_coordinates())
@@ -307,9 +324,9 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
     endog = np.asarray(model.endog, dtype=float)[lab_rows]
     design = model.feature_design.build(model._design_rows(lab_rows),
                                         refit._transform(model.features[lab_rows]))
-    params, second = _second_stage(model, endog, design, lab_rows, fit_kwds)
+    params, second, second_detail = _second_stage(model, endog, design, lab_rows, fit_kwds)
     return ReplicateFit(params, refit if params is not None else None, problem or second,
-                        repeated)
+                        repeated, detail if problem else second_detail)
 
 
 def _without_pretrain_data(rep):
