@@ -225,7 +225,7 @@ def alignment_problem(group, moved: np.ndarray, reference: np.ndarray) -> str | 
     Examples
     --------
     >>> from ssl_inference.symmetry import SignFlips
-    >>> alignment_problem(SignFlips(2), np.eye(2), np.array([[1.0, 0.1], [0.9, 1.0]]))
+    >>> alignment_problem(SignFlips(2), np.eye(2), np.array([[1.0, 0.1], [1.0, 0.3]]))
     'alignment ambiguous: feature 1 is more than 60 degrees from the full-sample one'
     """
     A, B = np.asarray(moved, dtype=float), np.asarray(reference, dtype=float)
