@@ -38,4 +38,4 @@ def test_ten_clusters_per_sample_jackknife_t_covers():
     ratio = df.loc[["const", "z", "pred"], "sd_over_se_jk"]
     assert ratio.between(0.8, 1.25).all(), ratio
     # replicates are regular here: few degenerate bootstrap replicates
-    assert df["boot_degenerate"].iloc[0] < 0.05
+    assert df["boot_degenerate"].iloc[0] < 0.06
