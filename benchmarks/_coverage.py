@@ -167,10 +167,12 @@ def write_tables(df: pd.DataFrame, out_csv, markdown: str) -> Path:
     return out
 
 
-def build_parser(description: str, default_out) -> argparse.ArgumentParser:
-    """``--reps`` (2000), ``--seed`` (0), ``--out`` (``default_out``), ``--jobs`` (2)."""
+def build_parser(description: str, default_out,
+                 default_reps: int = 2000) -> argparse.ArgumentParser:
+    """``--reps`` (``default_reps``), ``--seed`` (0), ``--out`` (``default_out``),
+    ``--jobs`` (2)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--reps", type=int, default=2000)
+    parser.add_argument("--reps", type=int, default=default_reps)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(default_out))
     parser.add_argument("--jobs", type=int, default=2,
@@ -179,7 +181,7 @@ def build_parser(description: str, default_out) -> argparse.ArgumentParser:
 
 
 def main(argv, *, doc: str, script_file: str, configs, run_config, to_markdown,
-         cost=None) -> pd.DataFrame:
+         cost=None, default_reps: int = 2000) -> pd.DataFrame:
     """The CLI of a coverage script: parse, run the grid, write and print the tables.
 
     ``doc``: the script's docstring (its first line is the ``--help`` description);

@@ -50,7 +50,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from .bootstrap import SPREADS
+from .jackknife import JACKKNIFE_METHODS
 from .representations.base import Representation
+from .resampling import DEFAULT_MAX_DEGENERATE, check_n_jobs
 
 __all__ = ["COV_OPTIONS_DOC", "CovarianceSpec", "TwoStageCovariance", "VarianceParts",
            "labeled_influence_weights"]
@@ -62,10 +65,13 @@ SECOND_STAGE_KWDS = {"nonrobust": (), "HC0": (), "HC1": (), "HC2": (), "HC3": ()
                      "HAC": ("maxlags", "kernel", "use_correction")}
 ESTIMATOR_KWDS = ("groups", "use_correction", "maxlags", "kernel")
 HAC_KERNELS = ("bartlett", "uniform")
-COV_TYPES = ("two-stage", "naive", "bootstrap") + SECOND_STAGE_TYPES
+COV_TYPES = ("two-stage", "naive", "bootstrap", "jackknife") + SECOND_STAGE_TYPES
+#: the keys every resampling covariance takes
+RESAMPLING_KWDS = ("groups", "pretrain_groups", "seed", "n_jobs", "progress", "max_degenerate")
 COV_KWDS = {"two-stage": ("second_stage", *ESTIMATOR_KWDS, "pretrain_groups"),
             "naive": ("second_stage", *ESTIMATOR_KWDS, "pretrain_groups"),
-            "bootstrap": ("reps", "seed", "alpha", "groups", "pretrain_groups"),
+            "bootstrap": ("reps", "alpha", "spread", *RESAMPLING_KWDS),
+            "jackknife": ("method", *RESAMPLING_KWDS),
             **{name: (*keys, "pretrain_groups") for name, keys in SECOND_STAGE_KWDS.items()}}
 
 #: The ``cov_type`` / ``cov_kwds`` documentation shared by every two-stage ``fit``.
@@ -90,6 +96,10 @@ cov_type : str, optional
     * ``"bootstrap"``: two-sample bootstrap; both samples are resampled and the
       representation is refitted and aligned to this fit's gauge in each
       replicate.
+    * ``"jackknife"``: two-stage delete-one-unit jackknife; each unit (a row, or
+      a cluster with ``groups`` / ``pretrain_groups``) is deleted from both
+      samples in turn and the pipeline refitted and aligned; the stratified
+      jackknife variance (:mod:`ssl_inference.jackknife`).
 cov_kwds : dict, optional
     Options of ``cov_type``; a key that does not belong to it raises
     ``ValueError``.
@@ -101,9 +111,9 @@ cov_kwds : dict, optional
       ``"nonrobust"``, ``"HC0"`` and ``"cluster"`` only (statsmodels
       computes HC0 whatever HC number is named there; ``"naive"`` keeps its
       behaviour); ``"HAC"`` is for OLS/WLS.
-    * ``groups`` ("cluster", "bootstrap"): cluster labels of the labeled rows,
-      one per row (or a column name of ``data`` with formulas). With
-      "bootstrap" the labeled clusters are resampled.
+    * ``groups`` ("cluster", "bootstrap", "jackknife"): cluster labels of the
+      labeled rows, one per row (or a column name of ``data`` with formulas).
+      The bootstrap resamples the labeled clusters, the jackknife deletes them.
     * ``use_correction`` ("cluster", "HAC"): statsmodels' small-sample
       correction of the second stage (default True for "cluster": CRV1, False
       for "HAC"). It also switches the first-stage factor (below).
@@ -115,14 +125,38 @@ cov_kwds : dict, optional
       know.
     * ``pretrain_groups`` (every cov_type): cluster labels of the pre-training
       rows, one per row of ``X_pre``; the first-stage term sums the influences of
-      a cluster before squaring (the bootstrap resamples these clusters). Labels
+      a cluster before squaring (the bootstrap resamples these clusters, the
+      jackknife deletes them). Labels
       equal across ``groups`` and ``pretrain_groups`` denote the same cluster,
       with or without overlapping rows: its influences from both samples are
       summed (the cross term), and overlapping rows must carry the same label in
       both arrays.
-    * ``reps`` ("bootstrap"): number of replicates (default 999); ``seed``:
-      makes them reproducible; ``alpha``: level of the percentile intervals
-      (default 0.05).
+    * ``reps`` ("bootstrap"): number of replicates (default 999; the Monte Carlo
+      error of a bootstrap SE is about SE / sqrt(2 reps), 2.2% at 999);
+      ``alpha``: level of the percentile and basic intervals (default 0.05);
+      ``spread``: ``"sd"`` (default, the replicates' covariance), ``"iqr"``
+      (IQR / 1.349) or ``"mad"`` (1.4826 x median absolute deviation), robust
+      scales with Gnanadesikan-Kettenring correlations.
+    * ``method`` ("jackknife"): ``"exact"`` (default: refit without each unit)
+      or ``"one-step"`` (one Newton step of each stage from the full-sample
+      estimate, no refits: for large samples). With ``use_t=True`` jackknife
+      tests and intervals use t with ``G - 1`` degrees of freedom, ``G`` the
+      units (clusters or rows) of the smaller sample.
+    * ``seed`` ("bootstrap", "jackknife"): makes the replicates reproducible
+      (also the random starts of a representation whose ``random_state`` is
+      None), the same for every ``n_jobs``.
+    * ``n_jobs`` ("bootstrap", "jackknife"): worker processes for the replicates
+      (default 1; -1: all cores); set ``OMP_NUM_THREADS=1`` with several.
+    * ``progress`` ("bootstrap", "jackknife"): a progress bar with the remaining
+      time when the output is interactive, and a logged estimate when a run
+      without one will take more than a minute (default True); False: silent.
+    * ``max_degenerate`` ("bootstrap", "jackknife"): degenerate replicates (a
+      first-stage refit that warned, e.g. a collapsed mixture component, a
+      Heywood case, nearly tied eigenvalues or no convergence; an ambiguous
+      alignment; a second stage that did not converge or separates
+      perfectly) are dropped and counted (``degenerate_replicates``, the
+      summary); if more than this fraction are (default 0.1), the fit is
+      refused.
 
     Small-sample factors: the second-stage part carries statsmodels' own
     (``df_resid`` in the nonrobust scale, ``n/(n-d)`` for HC1, leverage for
@@ -158,6 +192,11 @@ class CovarianceSpec:
     reps: int = 999
     seed: object = None
     alpha: float = 0.05
+    spread: str = "sd"
+    method: str = "exact"
+    n_jobs: int = 1
+    progress: bool = True
+    max_degenerate: float = DEFAULT_MAX_DEGENERATE
     maxlags: int | None = None
     kernel: str = "bartlett"
     use_correction: bool | None = None
@@ -175,7 +214,8 @@ class CovarianceSpec:
                 f"cov_type must be one of {COV_TYPES}; got {cov_type!r}. 'two-stage' adds the "
                 "first-stage uncertainty to the second-stage covariance (statsmodels' names "
                 "such as 'HC1' or 'cluster' select that second-stage estimator); 'naive' "
-                "reproduces plain statsmodels; 'bootstrap' resamples both samples and refits."
+                "reproduces plain statsmodels; 'bootstrap' resamples both samples and refits; "
+                "'jackknife' deletes one unit at a time from both samples and refits."
             )
         cov_kwds = {} if cov_kwds is None else dict(cov_kwds)
         unknown = sorted(set(cov_kwds) - set(COV_KWDS[cov_type]))
@@ -184,8 +224,8 @@ class CovarianceSpec:
                 f"Unknown cov_kwds {unknown} for cov_type={cov_type!r}; allowed keys are "
                 f"{list(COV_KWDS[cov_type])}."
             )
-        if cov_type == "bootstrap":
-            return cls._parse_bootstrap(cov_kwds)
+        if cov_type in ("bootstrap", "jackknife"):
+            return cls._parse_resampling(cov_type, cov_kwds)
         if cov_type in SECOND_STAGE_TYPES:
             cov_kwds["second_stage"], cov_type = cov_type, "two-stage"
         second = cov_kwds.get("second_stage", "nonrobust")
@@ -237,15 +277,35 @@ class CovarianceSpec:
         return out
 
     @classmethod
-    def _parse_bootstrap(cls, cov_kwds) -> "CovarianceSpec":
+    def _parse_resampling(cls, cov_type: str, cov_kwds: dict) -> "CovarianceSpec":
+        """The options of ``"bootstrap"`` and ``"jackknife"``."""
         reps = cov_kwds.get("reps", 999)
         if not isinstance(reps, (int, np.integer)) or isinstance(reps, bool) or reps < 2:
             raise ValueError(f"cov_kwds['reps'] must be an integer >= 2; got {reps!r}.")
         alpha = cov_kwds.get("alpha", 0.05)
         if not 0 < alpha < 1:
             raise ValueError(f"cov_kwds['alpha'] must be in (0, 1); got {alpha!r}.")
-        return cls("bootstrap", "nonrobust", cov_kwds.get("groups"),
-                   cov_kwds.get("pretrain_groups"), int(reps), cov_kwds.get("seed"), alpha)
+        spread = cov_kwds.get("spread", "sd")
+        if spread not in SPREADS:
+            raise ValueError(f"cov_kwds['spread'] must be one of {SPREADS}; got {spread!r}.")
+        method = cov_kwds.get("method", "exact")
+        if method not in JACKKNIFE_METHODS:
+            raise ValueError(f"cov_kwds['method'] must be one of {JACKKNIFE_METHODS}; got "
+                             f"{method!r}.")
+        progress = cov_kwds.get("progress", True)
+        if not isinstance(progress, (bool, np.bool_)):
+            raise ValueError(f"cov_kwds['progress'] must be True or False; got {progress!r}.")
+        max_degenerate = cov_kwds.get("max_degenerate", DEFAULT_MAX_DEGENERATE)
+        if (isinstance(max_degenerate, bool) or not isinstance(max_degenerate, (int, float))
+                or not 0 <= max_degenerate <= 1):
+            raise ValueError("cov_kwds['max_degenerate'] is the largest fraction of "
+                             "degenerate replicates that are dropped, a number in [0, 1]; "
+                             f"got {max_degenerate!r}.")
+        return cls(cov_type, "nonrobust", cov_kwds.get("groups"),
+                   cov_kwds.get("pretrain_groups"), int(reps), cov_kwds.get("seed"), alpha,
+                   spread=spread, method=method,
+                   n_jobs=check_n_jobs(cov_kwds.get("n_jobs", 1)), progress=bool(progress),
+                   max_degenerate=float(max_degenerate))
 
     @property
     def statsmodels_cov_type(self) -> str:
@@ -265,6 +325,8 @@ class CovarianceSpec:
         """The summary's "Covariance Type:" (18 characters at most)."""
         if self.cov_type == "two-stage" and self.second_stage != "nonrobust":
             return f"two-stage {self.second_stage}"
+        if self.cov_type == "jackknife" and self.method == "one-step":
+            return "jackknife one-step"
         return self.cov_type
 
     @property

@@ -373,7 +373,8 @@ class TwoStageMargins(DiscreteMargins):
 
     @property
     def cov_type(self) -> str:
-        """``"two-stage"``, ``"bootstrap"`` or ``"naive"``: what the standard errors are."""
+        """``"two-stage"``, ``"bootstrap"``, ``"jackknife"`` or ``"naive"``: what the
+        standard errors are."""
         return self.results._spec.cov_type
 
     @property
@@ -451,7 +452,8 @@ class TwoStageMargins(DiscreteMargins):
         return smry
 
     def _se_table(self) -> SimpleTable:
-        label = {"two-stage": "two-stage SE", "bootstrap": "bootstrap SE"}.get(
+        label = {"two-stage": "two-stage SE", "bootstrap": "bootstrap SE",
+                 "jackknife": "jackknife SE"}.get(
             self.cov_type, "SE")
         naive = self.margeff_se_naive
         data = [[f"{a:.4g}", f"{b:.4g}", f"{b / a:.4g}"]
@@ -470,6 +472,9 @@ class TwoStageMargins(DiscreteMargins):
             "bootstrap": ("Standard errors from the two-sample bootstrap replicates: each "
                           "replicate's margins at the labeled rows with its aligned "
                           "representation's features."),
+            "jackknife": ("Standard errors from the two-stage delete-one-unit jackknife: "
+                          "the margins without each unit, at the labeled rows with that "
+                          "deletion's aligned representation's features."),
         }.get(self.cov_type, "These standard errors are naive (statsmodels'): they ignore "
                              "that the features were estimated on X_pre.")
         lines = [what, "Conditional on the labeled rows, as in statsmodels."]
@@ -600,14 +605,14 @@ def two_stage_margeff(results, statsmodels_margeff, mean: MeanFunction, *, at: s
         extra = results._covariance.parts(G_beta, first_stage_gradient(effects, model, b, W))
         parts = VarianceParts(np.asarray(sm.margeff_cov), extra.pretraining, extra.cross)
         cov = parts.total
-    elif cov_type == "bootstrap":
-        cov = np.atleast_2d(np.cov(bootstrap_margins(results, effects), rowvar=False))
+    elif cov_type in ("bootstrap", "jackknife"):
+        cov = results._replicates.covariance(replicate_margins(results, effects))
     elif cov_type == "naive":
         cov = sm.margeff_cov
     else:
         raise NotImplementedError(f"Marginal effects are not implemented for "
                                   f"cov_type={cov_type!r}; refit with cov_type='two-stage' "
-                                  "or 'bootstrap'.")
+                                  "'bootstrap' or 'jackknife'.")
     if not np.all(np.isfinite(cov)):
         raise FloatingPointError(
             f"The covariance of the marginal effects (at={at!r}, method={method!r}) is not "
@@ -627,12 +632,18 @@ def two_stage_margeff(results, statsmodels_margeff, mean: MeanFunction, *, at: s
                                             allow_gauge=allow_gauge)
 
 
-def bootstrap_margins(results, effects: MarginalEffects) -> np.ndarray:
-    """Margins of each bootstrap replicate (reps, r) at the labeled rows, whose features
-    move with the replicate's aligned representation."""
+def replicate_margins(results, effects: MarginalEffects) -> np.ndarray:
+    """Margins of each bootstrap replicate or exact jackknife deletion (reps, r) at the
+    labeled rows, whose features move with the replicate's aligned representation."""
     model = results.model
     rows, raw = model._design_rows(), model.features
-    draws = results._bootstrap
+    draws = results._replicates
+    if draws.representations is None:
+        raise NotImplementedError(
+            "Marginal effects are not available after the one-step jackknife "
+            "(cov_kwds={'method': 'one-step'}): it keeps no refitted representation to "
+            "move the features with. Refit with the exact jackknife (the default), the "
+            "bootstrap, or the analytic cov_type='two-stage'.")
     d = model.feature_design.n_params
     return np.array([effects.value(params[:d],
                                    model.feature_design.build(rows, rep._transform(raw)))

@@ -41,10 +41,63 @@ def covariance_description(spec, covariance) -> str:
     return text + "."
 
 
-def second_stage_label(spec) -> str:
+def resampling_description(spec, replicates) -> str:
+    """The "description" note of a bootstrap or jackknife covariance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ssl_inference.covariance import CovarianceSpec
+    >>> from ssl_inference.jackknife import jackknife_units
+    >>> from types import SimpleNamespace
+    >>> units = jackknife_units(50, 20)
+    >>> fake = SimpleNamespace(units=units, method="one-step")
+    >>> print(resampling_description(CovarianceSpec.parse("jackknife", {"method": "one-step"}),
+    ...                              fake))
+    Two-stage jackknife standard errors (one-step: one Newton step of each stage without each of 70 units, 50 pre-training and 20 labeled; stratified delete-one variance).
+    """
+    if spec.cov_type == "bootstrap":
+        spread = {"sd": "the replicates' SD", "iqr": "IQR / 1.349 of the replicates",
+                  "mad": "1.4826 x MAD of the replicates"}[spec.spread]
+        return (f"Two-sample bootstrap standard errors ({spec.reps} replicates; pre-training "
+                "and labeled rows resampled, representation refitted and aligned to the "
+                f"estimate's gauge; spread: {spread}).")
+    units = replicates.units
+    kinds = np.bincount(units.stratum, minlength=2)
+    if kinds[1] == 0:
+        where = "clusters with rows in either sample"
+    else:
+        where = f"{kinds[0]} pre-training and {kinds[1]} labeled"
+    how = ("exact: the pipeline refitted, and the representation aligned to the "
+           "estimate's gauge," if replicates.method == "exact" else
+           "one-step: one Newton step of each stage")
+    return (f"Two-stage jackknife standard errors ({how} without each of {units.n_units} "
+            f"units, {where}; stratified delete-one variance).")
+
+
+def resampling_note(res) -> str | None:
+    """The summary note counting degenerate replicates (None for analytic fits)."""
+    replicates = getattr(res, "_replicates", None)
+    if replicates is None:
+        return None
+    kind = "bootstrap replicates" if res._spec.cov_type == "bootstrap" else \
+        "jackknife deletions"
+    dropped = replicates.degenerate
+    if not dropped.count and not dropped.repeated:
+        return f"Degenerate {kind}: none of {dropped.total}."
+    text = f"Degenerate {kind}: {dropped}"
+    if dropped.count:
+        text += (" Their refits are not regular estimates and were left out of the "
+                 "standard errors (res.degenerate_replicates).")
+    return text
+
+
+def second_stage_label(spec, replicates=None) -> str:
     """The summary's "Second-stage cov:" entry, e.g. ``HC1``, ``HAC (4 lags)``."""
     if spec.cov_type == "bootstrap":
         return f"bootstrap ({spec.reps})"
+    if spec.cov_type == "jackknife":
+        return f"jackknife ({replicates.units.n_units})"
     if spec.second_stage == "HAC":
         return f"HAC ({spec.maxlags} lags)"
     return spec.second_stage
@@ -60,7 +113,8 @@ def first_stage_items(res) -> tuple[list, list]:
             ("Labeled rows n:", [str(int(res.nobs))]),
             ("Features k:", [str(rep.n_features_out_)])]
     right = [("Symmetry group:", [rep.symmetry_.symbol]),
-             ("Second-stage cov:", [second_stage_label(res._spec)]),
+             ("Second-stage cov:",
+              [second_stage_label(res._spec, getattr(res, "_replicates", None))]),
              ("Overlapping rows:", [n_overlap]),
              ("X_pre clustered:", [_pretrain_clusters(res)])]
     return left, right
@@ -77,9 +131,10 @@ def inflation_frame(res) -> pd.DataFrame:
     """Naive SE, two-stage SE, their ratio and the pre-training share of the variance."""
     parts = res.variance_decomposition()
     naive = np.sqrt(np.diag(res._cov_naive))
-    two = np.sqrt(np.diag(res.cov_params_default) if res.cov_type == "bootstrap"
+    resampled = res._spec.cov_type in ("bootstrap", "jackknife")
+    two = np.sqrt(np.diag(res.cov_params_default) if resampled
                   else parts["total"].to_numpy())
-    label = "bootstrap SE" if res.cov_type == "bootstrap" else "two-stage SE"
+    label = f"{res._spec.cov_type} SE" if resampled else "two-stage SE"
     frame = pd.DataFrame({"naive SE": naive, label: two, "SE ratio": two / naive,
                           "pretrain share": parts["pretraining_share"].to_numpy()},
                          index=parts.index)
@@ -108,13 +163,18 @@ def notes(res) -> list[str]:
     shared = res._covariance.shared_clusters
     if shared:
         how = ("is resampled as one unit, with its rows in both samples"
-               if res.cov_type == "bootstrap" else
+               if res._spec.cov_type == "bootstrap" else
+               "is deleted as one unit, with its rows in both samples"
+               if res._spec.cov_type == "jackknife" else
                "is one unit: its labeled and pre-training rows' influences are summed "
                "before squaring (the cross term, 'overlap' in variance_decomposition())")
         lines.append(
             f"{shared} clusters have rows in both samples (labels present in both groups "
             f"and pretrain_groups); each {how}. If the two samples' labels name different "
             "clusters, make them distinct.")
+    resampling = resampling_note(res)
+    if resampling:
+        lines.append(resampling)
     if res._spec.cov_type == "naive":
         lines.append("These SEs are naive: they ignore that the features were estimated on "
                      "X_pre. Use cov_type='two-stage' for valid inference.")

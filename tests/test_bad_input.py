@@ -133,7 +133,7 @@ def test_unknown_model_keyword(fitted):
 
 @pytest.mark.parametrize("cov_type, cov_kwds, message", [
     ("HC4", None, r"cov_type must be one of \('two-stage', 'naive', 'bootstrap', "
-                  r"'nonrobust'"),
+                  r"'jackknife', 'nonrobust'"),
     ("bootstrap", {"reps": 1}, r"cov_kwds\['reps'\] must be an integer >= 2"),
     ("bootstrap", {"alpha": 1.5}, r"cov_kwds\['alpha'\] must be in \(0, 1\)"),
     ("bootstrap", {"second_stage": "HC1"}, r"Unknown cov_kwds \['second_stage'\]"),

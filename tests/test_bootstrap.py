@@ -79,7 +79,7 @@ def test_reproducible_and_percentile_intervals(moderate):
                   < np.diff(ci.to_numpy(), axis=1))
     with pytest.raises(ValueError, match="Percentile intervals need bootstrap replicates"):
         model.fit().conf_int(method="percentile")
-    with pytest.raises(ValueError, match="method must be 'wald' or 'percentile'"):
+    with pytest.raises(ValueError, match="method must be 'wald', 'percentile' or 'basic'"):
         a.conf_int(method="bca")
 
 

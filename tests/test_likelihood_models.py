@@ -477,6 +477,28 @@ def test_bootstrap_layouts(data, rep):
             disp=0, cov_type="bootstrap", cov_kwds={"reps": 5})
 
 
+def test_jackknife_of_a_multi_equation_model(data, rep):
+    """Exact jackknife deletions store MNLogit's flat coefficients, equation by
+    equation; its covariance is the stratified jackknife of those deletions, close to
+    the analytic two-stage one; the one-step jackknife is refused."""
+    _, df = data
+    exog, _ = _arrays(df, rep, True)
+    X = df[COLS].to_numpy()
+    model = ssi.MNLogit(df["y_mn"].to_numpy(), exog, representation=rep, features=X)
+    groups = np.arange(len(df)) // (len(df) // 40)
+    jk = model.fit(disp=0, cov_type="jackknife",
+                   cov_kwds={"groups": groups, "progress": False})
+    draws = jk.jackknife_params
+    assert draws.shape[1] == 8
+    np.testing.assert_allclose(np.asarray(jk.cov_params()),
+                               jk._results._replicates.covariance(draws), rtol=1e-12)
+    two = model.fit(disp=0, cov_type="cluster", cov_kwds={"groups": groups})
+    ratio = np.asarray(jk.bse).ravel() / np.asarray(two.bse).ravel()
+    assert np.all((ratio > 0.7) & (ratio < 1.5)), ratio
+    with pytest.raises(NotImplementedError, match="one-step jackknife is not available"):
+        model.fit(disp=0, cov_type="jackknife", cov_kwds={"method": "one-step"})
+
+
 # ----------------------------------------------------------------- refusals
 def test_refusals_name_the_alternative(data, rep, rotation):
     _, df = data

@@ -343,7 +343,7 @@ def test_rotation_mode_median_margins_of_covariates_depend_on_the_gauge():
 
 
 # ------------------------------------------------------------------- bootstrap
-def test_bootstrap_margins_are_the_replicates_margins():
+def test_replicate_margins_are_the_replicates_margins():
     X_pre, df = _data(n=600)
     rep = ssi.PCA(2).fit(X_pre)
     model = smf.logit(FORMULA, df, representation=rep, features=COLS)
@@ -351,15 +351,15 @@ def test_bootstrap_margins_are_the_replicates_margins():
     me = boot.get_margeff(at="mean")
     # replicate 0 by statsmodels: its coefficients on the labeled rows with its features
     frame = df.copy()
-    frame[["pc0", "pc1"]] = boot._bootstrap.representations[0].transform(df[COLS])
+    frame[["pc0", "pc1"]] = boot._replicates.representations[0].transform(df[COLS])
     plain = sm_smf.logit(FORMULA, frame)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         at_rep = plain.fit(start_params=boot.bootstrap_params[0], maxiter=0, disp=0)
-    from ssl_inference.margins import bootstrap_margins
+    from ssl_inference.margins import replicate_margins
     effects = MarginalEffects.for_design(boot._results._mean_function(), "mean", "dydx",
                                          np.asarray(boot.model.exog))
-    draws = bootstrap_margins(boot._results, effects)
+    draws = replicate_margins(boot._results, effects)
     np.testing.assert_allclose(draws[0], at_rep.get_margeff(at="mean").margeff, rtol=1e-12)
     np.testing.assert_allclose(me.margeff_cov, np.cov(draws, rowvar=False), rtol=1e-12)
     # and it agrees with the analytic two-stage SEs up to Monte Carlo error (200 reps)
@@ -457,9 +457,36 @@ def test_cov_type_without_margins_raises(monkeypatch):
     import dataclasses
     _, res, _ = _fit_pair("logit")
     monkeypatch.setattr(res._results, "_spec",
-                        dataclasses.replace(res._results._spec, cov_type="jackknife"))
-    with pytest.raises(NotImplementedError, match="not implemented for cov_type='jackknife'"):
+                        dataclasses.replace(res._results._spec, cov_type="other"))
+    with pytest.raises(NotImplementedError, match="not implemented for cov_type='other'"):
         res.get_margeff()
+
+
+def test_jackknife_margins_are_the_deletions_margins():
+    X_pre, df = _data(n=300)
+    rep = ssi.PCA(2).fit(X_pre[:300])
+    model = smf.logit(FORMULA, df, representation=rep, features=COLS)
+    jk = model.fit(disp=0, cov_type="jackknife",
+                   cov_kwds={"groups": np.arange(300) // 10,
+                             "pretrain_groups": np.arange(300) // 10 + 1000,
+                             "progress": False})
+    me = jk.get_margeff(at="overall")
+    from ssl_inference.margins import replicate_margins
+    effects = MarginalEffects.for_design(jk._results._mean_function(), "overall", "dydx",
+                                         np.asarray(jk.model.exog))
+    draws = replicate_margins(jk._results, effects)
+    assert draws.shape[0] == 60
+    np.testing.assert_allclose(me.margeff_cov, jk._results._replicates.covariance(draws),
+                               rtol=1e-12)
+    two = model.fit(disp=0, cov_type="cluster",
+                    cov_kwds={"groups": np.arange(300) // 10,
+                              "pretrain_groups": np.arange(300) // 10 + 1000})
+    np.testing.assert_allclose(me.margeff_se, two.get_margeff().margeff_se, rtol=0.35)
+    assert "jackknife" in _text(me.summary())
+    one_step = model.fit(disp=0, cov_type="jackknife",
+                         cov_kwds={"method": "one-step", "progress": False})
+    with pytest.raises(NotImplementedError, match="one-step jackknife"):
+        one_step.get_margeff()
 
 
 def test_saturated_fitted_probabilities_keep_finite_second_derivatives():

@@ -22,6 +22,7 @@ from ..equations import Equation
 from ..exceptions import FirstStageBlindError, GaugeDependentDesignError
 from .._formula import formula_variables, mentioned_names
 from ..jacobian import coefficient_jacobian
+from ..jackknife import two_stage_jackknife
 from ._inputs import (align_rows, align_series, check_cluster_labels, check_pretrain_index,
                       check_representation, drop_missing_rows, row_index, subset_rows)
 
@@ -362,13 +363,25 @@ class TwoStageModelMixin:
             except FutureWarning as exc:
                 raise TypeError(f"fit() got unexpected keyword arguments: {exc}") from None
         covariance = self._two_stage_covariance(res._results, spec, groups, pre_groups)
-        draws = None
-        if spec.cov_type == "bootstrap":
-            draws = two_sample_bootstrap(self, reps=spec.reps, seed=spec.seed, groups=groups,
-                                         pretrain_groups=pre_groups)
-        out = self._results_class.from_statsmodels(res, spec, covariance, use_t, draws)
+        replicates = self._replicates(spec, res._results, covariance, groups, pre_groups,
+                                      fit_kwargs)
+        out = self._results_class.from_statsmodels(res, spec, covariance, use_t, replicates)
         out._results._fit_kwargs = dict(fit_kwargs)  # refits (get_robustcov_results) reuse them
         return out
+
+    def _replicates(self, spec: CovarianceSpec, results, covariance, groups, pre_groups,
+                    fit_kwargs: dict):
+        """Bootstrap or jackknife replicates for ``spec`` (None for analytic types);
+        replicate refits use the options of this ``fit``."""
+        options = dict(groups=groups, pretrain_groups=pre_groups, seed=spec.seed,
+                       n_jobs=spec.n_jobs, progress=spec.progress, fit_kwds=fit_kwargs,
+                       max_degenerate=spec.max_degenerate)
+        if spec.cov_type == "bootstrap":
+            return two_sample_bootstrap(self, reps=spec.reps, spread=spec.spread, **options)
+        if spec.cov_type == "jackknife":
+            return two_stage_jackknife(self, results, covariance.jacobian, method=spec.method,
+                                       **options)
+        return None
 
     def _cluster_labels(self, spec: CovarianceSpec):
         """Cluster labels of the labeled and pre-training rows, aligned and validated.
@@ -404,11 +417,20 @@ class TwoStageModelMixin:
             )
         return check_cluster_labels(groups, pre_groups, self.pretrain_index)
 
-    #: keyword arguments for refitting the plain second stage (bootstrap replicates)
+    #: options added to the user's ``fit`` options when replicates (bootstrap,
+    #: jackknife) refit the plain second stage: silence, nothing else
     _plain_fit_kwds: dict = {}
 
-    def _plain_params(self, endog, exog, rows) -> np.ndarray:
-        """Coefficients of the plain statsmodels model on rows ``rows`` of this sample."""
+    def _flat(self, params) -> np.ndarray:
+        """statsmodels' parameters as one flat vector (equation by equation for
+        multi-equation models): the layout of the covariance, ``score_obs``, the
+        ``hessian`` and the replicates."""
+        return np.asarray(params, dtype=float).ravel(order="F")
+
+    def _plain_fit(self, endog, exog, rows, fit_kwds: dict):
+        """The plain statsmodels model on rows ``rows`` of this sample (design ``exog``),
+        fitted with ``fit_kwds``; row-aligned options (weights, offset, exposure) are
+        subset to ``rows``."""
         n = self.exog.shape[0]
         kwds = {}
         for key, value in self._get_init_kwds().items():
@@ -417,8 +439,7 @@ class TwoStageModelMixin:
             if value is not None and np.ndim(value) > 0 and np.shape(value)[0] == n:
                 value = np.asarray(value)[rows]
             kwds[key] = value
-        plain = type(self)(endog, exog, **kwds)
-        return np.asarray(plain.fit(**self._plain_fit_kwds).params)
+        return type(self)(endog, exog, **kwds).fit(**fit_kwds)
 
     def _two_stage_covariance(self, results, spec: CovarianceSpec, groups, pretrain_groups,
                               *, jacobian: np.ndarray | None = None) -> TwoStageCovariance:

@@ -133,10 +133,6 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
         return [DesignSlot("exog", np.asarray(self.exog, dtype=float),
                            self.design_jacobian(), self.feature_design.feature_cols)]
 
-    def _flat(self, params) -> np.ndarray:
-        """statsmodels' parameters as the flat vector of ``score_obs`` and ``hessian``."""
-        return np.asarray(params, dtype=float).ravel(order="F")
-
     def _unflat(self, params: np.ndarray):
         """The flat parameters in the layout of statsmodels' ``predict``."""
         return params
@@ -179,9 +175,6 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
             # fit() switches this flag off; the fitted model's parameters are alpha
             plain._transparams = self._transparams
         return plain
-
-    def _plain_params(self, endog, exog, rows) -> np.ndarray:
-        return self._flat(super()._plain_params(endog, exog, rows))
 
     # ------------------------------------------------------------ linearisation
     def _score_is_numerical(self) -> bool:
@@ -275,7 +268,7 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
         if self.representation is None:
             return super().fit(**statsmodels_cov_arguments(cov_type or "nonrobust", cov_kwds,
                                                            use_t), **fit_kwargs)
-        self._check_bootstrap(cov_type)
+        self._check_replicates(cov_type, cov_kwds or {})
         parent_fit = super().fit
 
         def fit_parent(**kwargs):
@@ -285,8 +278,16 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
 
         return self._fit_two_stage(fit_parent, cov_type, cov_kwds, use_t, fit_kwargs)
 
-    def _check_bootstrap(self, cov_type) -> None:
-        """Models whose bootstrap replicates cannot be rebuilt refuse it (hook)."""
+    def _check_replicates(self, cov_type, cov_kwds: dict) -> None:
+        """Refuse replicate covariances these models cannot give: the one-step
+        jackknife (its closed-form deletion step is for single-index second stages);
+        models whose replicates cannot be rebuilt extend this hook."""
+        if cov_type == "jackknife" and cov_kwds.get("method") == "one-step":
+            raise NotImplementedError(
+                f"The one-step jackknife is not available for {type(self).__name__}: its "
+                "closed-form deletion step is written for single-index second stages "
+                "(OLS, WLS, GLM, Logit, Probit, Poisson). Use the exact jackknife (the "
+                "default method), the bootstrap, or the analytic two-stage covariance.")
 
 
 # ---------------------------------------------------------------- examples
@@ -602,14 +603,15 @@ class ZeroInflatedPoisson(TwoStageLikelihoodMixin, sm.ZeroInflatedPoisson):
                                 self._inflation_design.feature_cols))
         return slots, kwds
 
-    def _check_bootstrap(self, cov_type) -> None:
-        if cov_type == "bootstrap" and self._inflation_design is not None:
+    def _check_replicates(self, cov_type, cov_kwds: dict) -> None:
+        super()._check_replicates(cov_type, cov_kwds)
+        if cov_type in ("bootstrap", "jackknife") and self._inflation_design is not None:
             raise ValueError(
-                "cov_type='bootstrap' is not available with inflation_features=True: the "
-                "replicates would have to rebuild the inflation design from each refitted "
-                "representation, which the bootstrap does not do. Use the analytic "
-                "two-stage covariance (the default), or keep the features in the count "
-                "equation only.")
+                f"cov_type={cov_type!r} is not available with inflation_features=True: "
+                "the replicates would have to rebuild the inflation design from each "
+                "refitted representation, which the bootstrap and the jackknife do not "
+                "do. Use the analytic two-stage covariance (the default), or keep the "
+                "features in the count equation only.")
 
 
 def wrap_results(results: GenericLikelihoodModelResults) -> ResultsWrapper:

@@ -10,14 +10,15 @@ import numpy as np
 import pandas as pd
 import statsmodels.base.wrapper as wrap
 
-from ..bootstrap import BootstrapDraws
 from ..covariance import CovarianceSpec, TwoStageCovariance, VarianceParts
 from ..exceptions import FirstStageBlindError, GaugeDependentWarning
 from ..hypotheses import parse_constraints
 from ..invariance import (check_invariant, gauge_dependent_columns, gauge_free_terms,
                           invariant_tests_frame, mark_gauge_dependent)
 from ..prediction import PredictionResults
-from ..summary import covariance_description, extend_summary, extend_summary2
+from ..resampling import DegenerateReplicates
+from ..summary import (covariance_description, extend_summary, extend_summary2,
+                       resampling_description)
 
 __all__ = ["TwoStageResultsMixin", "TwoStageResultsWrapperMixin", "WRAP_ATTRS",
            "WRAP_METHODS", "wrap_methods"]
@@ -57,7 +58,8 @@ class TwoStageResultsMixin:
 
     ``cov_params()`` (and so ``bse``, ``tvalues``, ``pvalues``, ``conf_int``,
     ``t_test``, ``wald_test``, ``summary``) is the two-stage covariance (or the
-    bootstrap's) and exactly statsmodels' after ``fit(cov_type="naive")``. statsmodels
+    bootstrap's or jackknife's) and exactly statsmodels' after
+    ``fit(cov_type="naive")``. statsmodels
     methods whose numbers would ignore the first stage either use it too or raise
     :class:`~ssl_inference.exceptions.FirstStageBlindError` (never for "naive" results,
     which are statsmodels' own).
@@ -68,8 +70,9 @@ class TwoStageResultsMixin:
     @classmethod
     def from_statsmodels(cls, sm_results, spec: CovarianceSpec,
                          covariance: TwoStageCovariance, use_t: bool | None,
-                         bootstrap: BootstrapDraws | None = None):
-        """Re-class a fitted statsmodels result and install the two-stage covariance."""
+                         replicates=None):
+        """Re-class a fitted statsmodels result and install the two-stage covariance
+        (or that of the bootstrap or jackknife ``replicates``)."""
         base = getattr(sm_results, "_results", sm_results)
         obj = cls.__new__(cls)
         obj.__dict__.update(base.__dict__)
@@ -81,15 +84,14 @@ class TwoStageResultsMixin:
             obj.cov_type = spec.label
             obj.cov_kwds = {"description": covariance_description(spec, covariance)}
             obj.use_t = bool(use_t) if use_t is not None else False
-        elif spec.cov_type == "bootstrap":
-            obj.cov_params_default = bootstrap.cov()
-            obj.cov_type = "bootstrap"
-            obj.cov_kwds = {"description": (
-                f"Two-sample bootstrap standard errors ({spec.reps} replicates; pre-training "
-                "and labeled rows resampled, representation refitted and aligned to the "
-                "estimate's gauge).")}
+        elif replicates is not None:
+            obj.cov_params_default = replicates.cov()
+            obj.cov_type = spec.label
+            obj.cov_kwds = {"description": resampling_description(spec, replicates)}
             obj.use_t = bool(use_t) if use_t is not None else False
-        obj._bootstrap = bootstrap
+            if spec.cov_type == "jackknife":
+                obj.df_resid_inference = replicates.df_inference
+        obj._replicates = replicates
         obj._cache = {}
         return cls._wrapper_class(obj)
 
@@ -151,16 +153,19 @@ class TwoStageResultsMixin:
         Raises
         ------
         ValueError
-            For bootstrap results, which have no second-stage estimator to change.
+            For bootstrap and jackknife results, which have no second-stage estimator
+            to change.
         """
-        if self._spec.cov_type == "bootstrap":
+        kind = self._spec.cov_type
+        if kind in ("bootstrap", "jackknife"):
             raise ValueError(
                 "get_robustcov_results changes the second-stage estimator (HC0-HC3, "
-                "cluster) of an analytic covariance; bootstrap standard errors "
-                "(cov_type='bootstrap') use none, they come from refitting resamples. For "
-                "analytic two-stage standard errors refit with "
-                f"fit(cov_kwds={{'second_stage': {cov_type!r}}}); to resample clusters use "
-                "fit(cov_type='bootstrap', cov_kwds={'groups': ..., 'pretrain_groups': ...}).")
+                f"cluster) of an analytic covariance; {kind} standard errors "
+                f"(cov_type={kind!r}) use none, they come from refitting "
+                + ("resamples" if kind == "bootstrap" else "the data without each unit")
+                + ". For analytic two-stage standard errors refit with "
+                f"fit(cov_kwds={{'second_stage': {cov_type!r}}}); for clusters use "
+                f"fit(cov_type={kind!r}, cov_kwds={{'groups': ..., 'pretrain_groups': ...}}).")
         groups = kwargs.pop("groups", None)
         if kwargs:
             raise TypeError(f"get_robustcov_results got unexpected keywords {sorted(kwargs)}.")
@@ -397,7 +402,7 @@ class TwoStageResultsMixin:
         var_resid = self.scale / kept_rows(np.asarray(weights, dtype=float), complete)
         if row_labels is None:
             row_labels = self.model.data.row_labels if in_sample else labels
-        df = self.df_resid if self.use_t else None
+        df = getattr(self, "df_resid_inference", self.df_resid) if self.use_t else None
         return PredictionResults(mean, var, var_resid, df=df, row_labels=row_labels)
 
     def _linear_prediction(self, exog, features, transform):
@@ -419,12 +424,10 @@ class TwoStageResultsMixin:
         if design.shape[0] == 0:  # every new row has a missing value
             var = np.zeros(0)
         elif self._spec.cov_type == "two-stage":
-            jac = model.feature_design.jacobian(rows, model.representation._transform(raw))
-            beta = np.broadcast_to(np.asarray(self.params), design.shape)
-            G = model.representation.feature_vjp(raw, jac.pull(beta), per_row=True)
-            var = self._covariance.parts(design, G, diag=True).total
-        elif self.cov_type == "bootstrap":
-            var = self._bootstrap_linear_predictions(rows, raw).var(axis=0, ddof=1)
+            var = self._covariance.parts(design, self._feature_gradient(rows, raw),
+                                         diag=True).total
+        elif self._replicates is not None:
+            var = self._replicate_prediction_variance(design, rows, raw)
         else:
             var = np.einsum("ij,jk,ik->i", design, self._cov_naive, design)
         if complete.all():
@@ -437,14 +440,40 @@ class TwoStageResultsMixin:
         full_var[complete] = var
         return full_design, full_var, labels, None
 
-    def _bootstrap_linear_predictions(self, rows, raw) -> np.ndarray:
-        """Linear predictor of each replicate (reps, n0): its features move with it."""
-        build = self.model.feature_design.build
-        return np.asarray([build(rows, rep._transform(raw)) @ params for params, rep in
-                           zip(self._bootstrap.params, self._bootstrap.representations)])
+    def _feature_gradient(self, rows, raw) -> np.ndarray:
+        """``d (w(x0; theta)' beta_hat) / d theta`` of new rows (n0, q): how each
+        prediction moves with the first stage through its own features."""
+        model = self.model
+        jac = model.feature_design.jacobian(rows, model.representation._transform(raw))
+        beta = np.broadcast_to(np.asarray(self.params), (raw.shape[0], len(self.params)))
+        return model.representation.feature_vjp(raw, jac.pull(beta), per_row=True)
+
+    def _replicate_prediction_variance(self, design, rows, raw,
+                                       chunk: int = 256) -> np.ndarray:
+        """Variances of ``w(x0)' beta`` over the replicates, each with its own features.
+
+        Bootstrap and exact jackknife: each replicate's representation gives the new
+        rows' features. One-step jackknife: ``w0' beta_(u) + G0 (theta_(u) -
+        theta_hat)`` with ``G0`` :meth:`_feature_gradient` (streamed over ``X_pre``,
+        ``chunk`` new rows at a time).
+        """
+        reps = self._replicates
+        if reps.representations is not None:
+            build = self.model.feature_design.build
+            values = np.asarray([build(rows, rep._transform(raw)) @ params for params, rep
+                                 in zip(reps.params, reps.representations)])
+            return reps.variance(values)
+        gradient = self._feature_gradient(rows, raw)
+        out = np.empty(design.shape[0])
+        for start in range(0, design.shape[0], chunk):
+            part = slice(start, start + chunk)
+            values = reps.params @ design[part].T + reps.first_stage_shifts(
+                self.model.representation, gradient[part])
+            out[part] = reps.variance(values)
+        return out
 
     def conf_int(self, alpha: float | None = None, cols=None, *, method: str = "wald"):
-        """Confidence intervals; ``method="percentile"`` for bootstrap results.
+        r"""Confidence intervals; percentile and basic intervals for bootstrap results.
 
         Parameters
         ----------
@@ -452,10 +481,12 @@ class TwoStageResultsMixin:
             1 - coverage; defaults to 0.05 (or ``cov_kwds["alpha"]`` of a bootstrap fit).
         cols : array_like of int, optional
             Positions of the coefficients to return (statsmodels' meaning); all if None.
-        method : {"wald", "percentile"}
+        method : {"wald", "percentile", "basic"}
             ``"wald"``: estimate +- quantile x SE from ``cov_params()``.
-            ``"percentile"``: quantiles of the bootstrap replicates (``cov_type="bootstrap"``
-            only).
+            ``"percentile"``: the ``alpha/2`` and ``1 - alpha/2`` quantiles ``q`` of the
+            kept bootstrap replicates; ``"basic"``: ``2 beta_hat - q`` (reversed), the
+            percentile interval reflected around the estimate, which corrects a bias
+            of the replicates to first order (``cov_type="bootstrap"`` only).
 
         Returns
         -------
@@ -466,22 +497,56 @@ class TwoStageResultsMixin:
             alpha = self._spec.alpha
         if method == "wald":
             out = self._nan_if_gauge_dependent(super().conf_int(alpha=alpha))
-        elif method != "percentile":
-            raise ValueError(f"method must be 'wald' or 'percentile'; got {method!r}.")
-        elif self._bootstrap is None:
-            raise ValueError("Percentile intervals need bootstrap replicates: fit with "
-                             "cov_type='bootstrap'.")
         else:
             out = self._nan_if_gauge_dependent(
-                np.quantile(self._bootstrap.params, [alpha / 2, 1 - alpha / 2], axis=0).T)
+                self._replicate_intervals(alpha, method, np.asarray(self.params)))
         return out if cols is None else np.asarray(out)[cols]
+
+    def _replicate_intervals(self, alpha: float, method: str,
+                             params: np.ndarray) -> np.ndarray:
+        """Percentile or basic intervals (d, 2) of the flat coefficients ``params``
+        from the bootstrap replicates, not yet blanked; other methods refused."""
+        if method not in ("wald", "percentile", "basic"):
+            raise ValueError(f"method must be 'wald', 'percentile' or 'basic'; got "
+                             f"{method!r}.")
+        if self._spec.cov_type != "bootstrap":
+            extra = (" Jackknife deletions are not draws from the sampling distribution "
+                     "(their spread is about 1/G of it), so only Wald intervals "
+                     "(method='wald') use them." if self._spec.cov_type == "jackknife"
+                     else "")
+            raise ValueError(f"{method.capitalize()} intervals need bootstrap replicates: "
+                             f"fit with cov_type='bootstrap'.{extra}")
+        q = np.quantile(self._replicates.params, [alpha / 2, 1 - alpha / 2], axis=0).T
+        if method == "basic":
+            q = 2 * params[:, None] - q[:, ::-1]
+        return q
+
+    def _replicates_of(self, kind: str, name: str):
+        if self._spec.cov_type != kind:
+            raise AttributeError(f"{name} exists only after fit(cov_type={kind!r}).")
+        return self._replicates
 
     @property
     def bootstrap_params(self) -> np.ndarray:
-        """Coefficients of each bootstrap replicate (reps, d); ``cov_type="bootstrap"`` only."""
-        if self._bootstrap is None:
-            raise AttributeError("bootstrap_params exists only after fit(cov_type='bootstrap').")
-        return self._bootstrap.params
+        """Coefficients of each kept bootstrap replicate (reps - dropped, d);
+        ``cov_type="bootstrap"`` only."""
+        return self._replicates_of("bootstrap", "bootstrap_params").params
+
+    @property
+    def jackknife_params(self) -> np.ndarray:
+        """Coefficients without each kept unit (units - dropped, d), one-step
+        approximations with ``method="one-step"``; ``cov_type="jackknife"`` only."""
+        return self._replicates_of("jackknife", "jackknife_params").params
+
+    @property
+    def degenerate_replicates(self) -> DegenerateReplicates:
+        """The bootstrap replicates or jackknife deletions dropped as degenerate: their
+        number (``.count`` of ``.total``), reasons (``.counts()``), positions and
+        coefficients (:class:`~ssl_inference.resampling.DegenerateReplicates`)."""
+        if self._replicates is None:
+            raise AttributeError("degenerate_replicates exists only after "
+                                 "fit(cov_type='bootstrap') or fit(cov_type='jackknife').")
+        return self._replicates.degenerate
 
     def plot_standard_errors(self, ax=None):
         """Naive vs two-stage standard error of every coefficient, with the pre-training

@@ -119,7 +119,7 @@ class TwoStageLinkResultsMixin(TwoStageMarginsMixin, TwoStageResultsMixin):
                                  which="linear", **extra)
         if row_labels is None:
             row_labels = self.model.data.row_labels if in_sample else labels
-        df = self.df_resid if self.use_t else None
+        df = getattr(self, "df_resid_inference", self.df_resid) if self.use_t else None
         link = self._link
         if which == "linear":
             return PredictionResultsBase(eta, var, df=df, row_labels=row_labels)

@@ -254,12 +254,19 @@ class TwoStageLikelihoodResultsMixin(TwoStageResultsMixin):
                 G = (G * weights[:, None, None]).mean(axis=0, keepdims=True)
             var = self._covariance.parts(L_beta, G.reshape(-1, G.shape[-1]),
                                          diag=True).total
-        elif self._spec.cov_type == "bootstrap":
+        elif self._replicates is not None:
+            reps = self._replicates
+            if reps.representations is None:
+                raise NotImplementedError(
+                    "Predictions of this model are not available after the one-step "
+                    "jackknife (cov_kwds={'method': 'one-step'}), which keeps no refitted "
+                    "representation to move the new rows' features with. Refit with the "
+                    "exact jackknife (the default), the bootstrap or cov_type='two-stage'.")
             draws = []
-            for p, rep in zip(self._bootstrap.params, self._bootstrap.representations):
+            for p, rep in zip(reps.params, reps.representations):
                 moved, _ = self.model._prediction_slots(rows, raw, {}, representation=rep)
                 draws.append(f(p, {slot.name: slot.design for slot in moved}).ravel())
-            var = np.var(draws, axis=0, ddof=1)
+            var = reps.variance(np.asarray(draws))
         else:
             var = np.einsum("ij,jk,ik->i", L_beta, self._cov_naive, L_beta)
         return predicted.reshape(shape), var.reshape(shape)
@@ -382,10 +389,10 @@ class TwoStageMNLogitResults(_MarginsRefused, TwoStageLikelihoodResultsMixin,
         if cols is not None:
             raise ValueError("MNLogit's conf_int() has no cols (as in statsmodels); index "
                              "the (equations, columns, 2) array it returns instead.")
-        if method != "percentile" or self._bootstrap is None:
+        if method == "wald":
             return super().conf_int(alpha, cols, method=method)
         alpha = self._spec.alpha if alpha is None else alpha
-        flat = np.quantile(self._bootstrap.params, [alpha / 2, 1 - alpha / 2], axis=0).T
+        flat = self._replicate_intervals(alpha, method, self._flat_params)
         return self._nan_if_gauge_dependent(
             flat.reshape(-1, self.model.feature_design.n_params, 2))
 
