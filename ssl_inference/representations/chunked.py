@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["is_dask_array", "as_pretrain_array", "reduce_rows", "row_moments",
+__all__ = ["is_dask_array", "refuse_dask", "as_pretrain_array", "reduce_rows", "row_moments",
            "data_fingerprint", "shippable"]
 
 DEFAULT_CHUNK_ROWS = 8192
@@ -45,6 +45,21 @@ def is_dask_array(X) -> bool:
     False
     """
     return type(X).__module__.split(".")[0] == "dask" and hasattr(X, "to_delayed")
+
+
+def refuse_dask(X, owner: str, reason: str) -> None:
+    """Raise a clear ``TypeError`` for a dask array given to a fit that does not stream.
+
+    Examples
+    --------
+    >>> refuse_dask(np.zeros((2, 2)), "GaussianMixture", "")   # numpy: nothing to say
+    """
+    if is_dask_array(X):
+        raise TypeError(
+            f"{owner}.fit does not take a dask array: {reason} It would have to "
+            "materialise X_pre, which is what a dask array is meant to avoid. Pass "
+            "X_pre.compute() (or a numpy memmap of it) when it fits in memory or on disk; "
+            "PCA, FactorModel and MEstimatorRepresentation fit dask arrays chunk by chunk.")
 
 
 def as_pretrain_array(X, name: str = "X_pre"):
