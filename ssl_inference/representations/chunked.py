@@ -165,6 +165,8 @@ def reduce_rows(X, fn: Callable, *, aligned: Sequence = (),
     if not is_dask_array(X):
         return _block_sum(X, 0, fn, aligned, chunk_rows) if X.shape[0] else None
     import dask
+    if X.ndim == 2 and len(X.chunks[1]) > 1:  # whole rows in every block
+        X = X.rechunk({1: -1})
     blocks = X.to_delayed().ravel()
     bounds = np.concatenate([[0], np.cumsum(X.chunks[0])])
     task = dask.delayed(_block_sum, pure=True)
