@@ -346,8 +346,9 @@ class TwoStageCovariance:
     ----------
     representation : Representation
         The fitted first stage (its pre-training rows are streamed).
-    jacobian : ndarray (d, q)
-        ``J = d beta_hat / d theta``.
+    jacobian : ndarray (d, q), or a callable returning it
+        ``J = d beta_hat / d theta`` (a callable is called on first use: a naive fit
+        never needs it).
     cov_second : ndarray (d, d)
         Second-stage covariance as statsmodels computes it.
     second_influence : ndarray (n, d)
@@ -555,6 +556,22 @@ class TwoStageCovariance:
                                          chunk_rows=self.chunk_rows)
         self._basis, self._gram = basis, gram / m ** 2
         self._cross_sums = None if cross is None else cross / m
+
+
+def _get_jacobian(self) -> np.ndarray:
+    J = self.__dict__["_jacobian"]
+    if callable(J):  # computed on first use (naive fits never need it)
+        J = self.__dict__["_jacobian"] = np.asarray(J(), dtype=float)
+    return J
+
+
+def _set_jacobian(self, value) -> None:
+    self.__dict__["_jacobian"] = value
+
+
+#: ``J = d beta_hat / d theta`` (d, q); ``jacobian=`` may be a callable returning it.
+TwoStageCovariance.jacobian = property(_get_jacobian, _set_jacobian,
+                                       doc="J = d beta_hat / d theta (d, q).")
 
 
 def _span_extension(residual: np.ndarray, tol: np.ndarray, basis: np.ndarray) -> np.ndarray:
