@@ -365,12 +365,13 @@ class Representation(ABC):
         """
         self._check_fitted()
         K = np.atleast_2d(np.asarray(K, dtype=float))
-        data = self.pretrain_data_
-        if data is None:
+        data = self._pretrain_data  # checked below by pretrain_data_ (dask) or by
+        if data is None:            # influence_contract (in memory), once per pass
             raise ValueError(
                 f"This {type(self).__name__} holds no pre-training data (dropped, e.g. a "
                 "bootstrap replicate), so its first-stage sums cannot be computed.")
         if is_dask_array(data):
+            data = self.pretrain_data_
             contract, rows = self._contractor(K, chunk_rows)
             units = shippable(self)._units
 
@@ -472,7 +473,7 @@ class Representation(ABC):
                 f"groups must hold one non-missing cluster label per pre-training unit "
                 f"({self.nobs_}); got shape {np.shape(groups)}.")
         K = np.atleast_2d(np.asarray(K, dtype=float))
-        if is_dask_array(self.pretrain_data_):  # one (G, r) partial sum per dask block
+        if is_dask_array(self._pretrain_data):  # one (G, r) partial sum per dask block
             return self._reduce_influence(
                 K, functools.partial(_cluster_chunk, n_groups=len(uniques)),
                 aligned=[codes], chunk_rows=chunk_rows)

@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .._validation import nonfinite_message
+
 __all__ = ["is_dask_array", "refuse_dask", "as_pretrain_array", "reduce_rows", "row_moments",
            "data_fingerprint", "shippable"]
 
@@ -68,8 +70,8 @@ def as_pretrain_array(X, name: str = "X_pre"):
     A dask array stays a dask array (rechunked lazily to whole rows); a numpy
     ``memmap`` or a float32 array is kept as it is (each pass casts one chunk at a time
     to float64); anything else becomes a float64 ndarray (no copy for a float64 array).
-    Finiteness of a lazy (dask or memmap) or float32 input is checked by the first pass
-    over it (:func:`row_moments`), not by an extra read here.
+    Finiteness is checked by the first pass over the rows (:func:`row_moments`, or a
+    first stage's own first pass), not by an extra read here.
 
     Raises
     ------
@@ -83,8 +85,8 @@ def as_pretrain_array(X, name: str = "X_pre"):
     >>> as_pretrain_array([[1, 2], [3, 4]]).dtype
     dtype('float64')
     """
-    if is_dask_array(X) or isinstance(X, np.memmap) or (
-            isinstance(X, np.ndarray) and X.dtype == np.float32):
+    if is_dask_array(X) or isinstance(X, np.ndarray) and (
+            isinstance(X, np.memmap) or X.dtype in (np.float32, np.float64)):
         if X.ndim != 2:
             raise ValueError(
                 f"{name} must be 2-dimensional (rows = observations, columns = raw "
@@ -95,7 +97,7 @@ def as_pretrain_array(X, name: str = "X_pre"):
         if is_dask_array(X):
             return X.rechunk({1: -1}) if len(X.chunks[1]) > 1 else X
         return X
-    from .._validation import as_float_matrix  # the in-memory path, as before
+    from .._validation import as_float_matrix  # lists, DataFrames, other dtypes
     return as_float_matrix(X, name)
 
 
@@ -217,13 +219,25 @@ def row_moments(X, name: str = "X_pre", *, chunk_rows: int = DEFAULT_CHUNK_ROWS)
         shift = np.zeros(p)
     count, total, cross, bad = reduce_rows(X, functools.partial(_moments_chunk, shift=shift),
                                            chunk_rows=chunk_rows)
-    if bad[0] or not (np.all(np.isfinite(total)) and np.all(np.isfinite(cross))):
-        raise ValueError(
-            f"{name} contains NaN or infinite values ({int(bad[0])} entries). Estimates "
-            "and standard errors would be undefined. Remove or impute these rows before "
-            "fitting the first stage (a representation's fit has no missing='drop').")
+    if bad[0]:
+        raise ValueError(nonfinite_message(name, nonfinite_rows(X)))
+    if not (np.all(np.isfinite(total)) and np.all(np.isfinite(cross))):
+        raise ValueError(f"The moments of {name} overflow float64: rescale its columns.")
     delta = total / count[0]
     return shift + delta, cross / count[0] - np.outer(delta, delta)
+
+
+def nonfinite_rows(X) -> np.ndarray:
+    """Indices of the rows of ``X`` with a NaN or infinite value (an error path: the
+    boolean row mask, ``m`` bytes, is gathered)."""
+    mask = reduce_rows(X, lambda b, lo, hi: _row_flags(b, lo, hi, X.shape[0]))
+    return np.flatnonzero(mask)
+
+
+def _row_flags(block, start, stop, m):
+    flags = np.zeros(m, dtype=bool)
+    flags[start:stop] = ~np.isfinite(block).all(axis=1)
+    return flags
 
 
 def data_fingerprint(X) -> tuple:

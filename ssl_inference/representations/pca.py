@@ -313,7 +313,7 @@ class PCA(MEstimatorBase):
         # O(chunk) memory; the mean of s_j^2 - s_{j+1}^2 is the gap, so deviations from
         # it are summed (no cancellation in the one-pass variance)
         dev_sum, dev_sumsq = reduce_rows(
-            self.pretrain_data_, functools.partial(
+            self._pretrain_data, functools.partial(  # fingerprinted just now by fit
                 _gap_deviations, mean=self.mean_,
                 scale=self.scale_ if self.standardize else None, E=E, pairs=pairs,
                 gaps=gaps))
