@@ -129,15 +129,26 @@ def write_chunks(path: Path, m: int, p: int, k: int, rows: int, dtype, seed: int
 
 
 def dask_from_files(files):
+    """One dask block per file, read (``np.load``) by the task that needs it and freed
+    after: the pattern of zarr/HDF5 chunks, so that peak RSS counts what the
+    pipeline holds, not the page cache of a memory map."""
+    import dask
     import dask.array as da
-    return da.concatenate([da.from_array(np.load(f, mmap_mode="r"),
-                                         chunks=(np.load(f, mmap_mode="r").shape[0], -1))
-                           for f in files])
+    blocks = []
+    for f in files:
+        header = np.load(f, mmap_mode="r")
+        blocks.append(da.from_delayed(dask.delayed(np.load)(f), shape=header.shape,
+                                      dtype=header.dtype))
+    return da.concatenate(blocks)
 
 
 def run_ooc_child(spec: dict) -> dict:
     """In a fresh process (so that peak RSS is this pipeline's): fit from disk chunks."""
     import dask
+    from threadpoolctl import threadpool_limits
+    # parallel over blocks (dask threads), one BLAS thread each: on a shared machine
+    # nested BLAS threads oversubscribe the cores and run many times slower
+    threadpool_limits(limits=1)
     dask.config.set(scheduler="threads", num_workers=spec["workers"])
     X_pre = dask_from_files(spec["files"])
     m, p = X_pre.shape
@@ -206,6 +217,8 @@ def section_distributed(args) -> dict:
         res = ssi.OLS(y, W, representation=rep, features=X).fit(**cov)
         return np.r_[res.params, res.bse]
 
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=1)  # in this process; the workers run one thread each
     t_mem, expected = timed(fit, X_pre)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster):
