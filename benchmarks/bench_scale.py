@@ -43,6 +43,12 @@ import ssl_inference as ssi
 from ssl_inference.representations.chunked import reduce_rows
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_scale.csv"
+TITLES = {
+    "predict": "Cached predictions (in memory, one BLAS thread)",
+    "ooc": "PCA -> OLS from .npy chunks on disk (dask, 2 threads x 1 BLAS thread)",
+    "distributed": "dask.distributed LocalCluster (2 worker processes) vs in memory",
+    "embeddings": "float32 embeddings from .npy chunks on disk (dask)",
+}
 SCRATCH = Path("/tmp/ssl_inference_bench_scale")
 
 
@@ -272,7 +278,34 @@ def main(argv=None):
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(previous + rows)
+    write_markdown(previous + rows, args.out.with_suffix(".md"))
     return rows
+
+
+def _fmt(value) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if number.is_integer() and abs(number) >= 1:
+        return f"{int(number):,}"
+    return f"{number:.3g}"
+
+
+def write_markdown(rows, path: Path) -> None:
+    """One two-column table per section, in the order of ``TITLES``."""
+    lines = [f"Measured by `benchmarks/bench_scale.py` on {os.cpu_count()} cores "
+             "(times in seconds; ratios against a bare pass over the same X_pre in the "
+             "same run).", ""]
+    for section in TITLES:
+        for row in rows:
+            if row["section"] != section:
+                continue
+            lines += [f"**{TITLES[section]}**", "", "| quantity | value |", "| --- | --- |"]
+            lines += [f"| {key} | {_fmt(value)} |" for key, value in row.items()
+                      if key != "section" and value not in ("", None)]
+            lines.append("")
+    path.write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -227,3 +227,22 @@ def test_bad_lazy_input_is_refused_with_the_reason():
         ssi.SpectralContrastive(1).fit(_as_dask(DATA[0][:, :3]), _as_dask(DATA[0][:, 3:]))
     with pytest.raises(ValueError, match="must be 2-dimensional"):
         ssi.PCA(1).fit(da.zeros(10, chunks=5))
+
+
+def test_naive_fit_computes_no_first_stage_jacobian(monkeypatch):
+    from ssl_inference.models import _two_stage
+    X_pre, X_lab, Z, y, *_ = DATA
+    rep = ssi.PCA(2).fit(X_pre)
+    expected = ssi.OLS(y, sm.add_constant(Z), representation=rep,
+                       features=X_lab).fit().first_stage_jacobian
+    calls = []
+    original = _two_stage.coefficient_jacobian
+    monkeypatch.setattr(_two_stage, "coefficient_jacobian",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    res = ssi.OLS(y, sm.add_constant(Z), representation=rep, features=X_lab).fit(
+        cov_type="naive")
+    plain = sm.OLS(y, np.column_stack([sm.add_constant(Z), rep.transform(X_lab)])).fit()
+    np.testing.assert_allclose(res.bse, plain.bse, rtol=1e-12)
+    assert calls == []                                   # not computed by the fit
+    np.testing.assert_allclose(res.first_stage_jacobian, expected, rtol=1e-12)
+    assert calls == [1]                                  # computed once, when asked
