@@ -24,6 +24,12 @@ pre-training rows (``pretrain_index``), or, with clusters, every cluster whose l
 appears in both ``groups`` and ``pretrain_groups`` (``A_u``, ``B_u``: the unit's summed
 second-stage and first-stage influences), whether or not rows overlap.
 
+The pre-training sums are computed once per fitted pipeline and cached on the span of
+the directions ``K`` seen so far (:meth:`TwoStageCovariance.first_stage_gram`): later
+functionals in that span (predictions, margins, tests, risk summaries) cost
+``O(r t^2)`` and read no pre-training data; one outside it extends the span with one
+chunked pass over ``X_pre``.
+
 Small-sample factors (``linearmodels``' ``debiased`` is the model: each part is
 scaled by its own sample's cluster-count factor). Every part is a sum over units of
 outer products of influences, so the factors are applied to the influences:
@@ -345,7 +351,8 @@ class TwoStageCovariance:
     Parameters
     ----------
     representation : Representation
-        The fitted first stage (its pre-training rows are streamed).
+        The fitted first stage (its pre-training rows are read in chunked passes, only
+        when the cache of :meth:`first_stage_gram` needs new directions).
     jacobian : ndarray (d, q), or a callable returning it
         ``J = d beta_hat / d theta`` (a callable is called on first use: a naive fit
         never needs it).

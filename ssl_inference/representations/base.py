@@ -64,6 +64,8 @@ class Representation(ABC):
     ``act(g)`` (abstract)               :func:`~ssl_inference.align`, the aligned bootstrap
     ``alignment_coordinates()``         :func:`~ssl_inference.align` (abstract)
     :meth:`influence_contract`          the two-stage covariance (default: from ``influence``)
+    :meth:`influence_gram`              the two-stage covariance's first-stage sums (one
+                                        chunked pass: numpy, memmap or dask)
     :meth:`influence_sums`              clustered covariance (default: from the contraction)
     :meth:`influence_covariance`        first-stage covariance of ``K theta_hat``
     :meth:`pretrain_units`              the rows ``influence`` takes (default: ``X_pre``)
@@ -90,8 +92,10 @@ class Representation(ABC):
         Number of raw input columns ``p`` that ``transform`` takes.
     feature_names_in_ : ndarray of str
         Raw column names, when ``fit`` saw a DataFrame with string column names.
-    pretrain_data_ : ndarray of shape (m, w)
-        The pre-training rows (needed for the first-stage influence), read-only.
+    pretrain_data_ : ndarray, memmap or dask array of shape (m, w)
+        The pre-training rows (needed for the first-stage influence), read-only: a
+        reference to what ``fit`` was given (see
+        :mod:`~ssl_inference.representations.chunked`), not a copy.
     pretrain_row_labels_ : pandas Index or None
         Index of ``X_pre`` when ``fit`` saw a DataFrame (``pretrain_groups`` given as a
         Series is aligned on it), else None.
@@ -115,7 +119,9 @@ class Representation(ABC):
     :class:`~ssl_inference.exceptions.PretrainDataModifiedError` instead of returning
     standard errors of data the fit never saw. Pass ``X_pre.copy()`` to ``fit`` to keep
     modifying your array. :meth:`_pretrain_fingerprint` is the one place that reads
-    the bytes for the check.
+    the bytes for the check. A dask array is an immutable description of its data: its
+    fingerprint is dask's token of the graph (no pass over storage), so files rewritten
+    behind it after ``fit`` are not detected.
     """
 
     def __init_subclass__(cls, **kwargs):
