@@ -30,22 +30,24 @@ def as_float_matrix(X, name: str, *, allow_nan: bool = False) -> np.ndarray:
         )
     bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
     if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        what = "infinite values" if allow_nan else "NaN or infinite values"
-        if name == "X_pre":
-            advice = ("Remove or impute these rows before fitting the first stage (a "
-                      "representation's fit has no missing='drop'), e.g. "
-                      "X_pre[np.isfinite(X_pre).all(axis=1)].")
-        elif allow_nan:
-            advice = "Remove or impute these rows."
-        else:
-            advice = ("Remove or impute these rows, or pass missing='drop' to the model to "
-                      "drop them from outcome, covariates and features together.")
-        raise ValueError(
-            f"{name} contains {what} in {rows.size} row(s) (first: {rows[:5].tolist()}). "
-            f"Estimates and standard errors would be undefined. {advice}"
-        )
+        raise ValueError(nonfinite_message(name, np.flatnonzero(bad.any(axis=1)), allow_nan))
     return arr
+
+
+def nonfinite_message(name: str, rows: np.ndarray, allow_nan: bool = False) -> str:
+    """The error message for the rows ``rows`` of ``name`` with non-finite values."""
+    what = "infinite values" if allow_nan else "NaN or infinite values"
+    if name == "X_pre":
+        advice = ("Remove or impute these rows before fitting the first stage (a "
+                  "representation's fit has no missing='drop'), e.g. "
+                  "X_pre[np.isfinite(X_pre).all(axis=1)].")
+    elif allow_nan:
+        advice = "Remove or impute these rows."
+    else:
+        advice = ("Remove or impute these rows, or pass missing='drop' to the model to "
+                  "drop them from outcome, covariates and features together.")
+    return (f"{name} contains {what} in {rows.size} row(s) (first: {rows[:5].tolist()}). "
+            f"Estimates and standard errors would be undefined. {advice}")
 
 
 def nan_rows(*arrays) -> np.ndarray:

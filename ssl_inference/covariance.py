@@ -24,6 +24,12 @@ pre-training rows (``pretrain_index``), or, with clusters, every cluster whose l
 appears in both ``groups`` and ``pretrain_groups`` (``A_u``, ``B_u``: the unit's summed
 second-stage and first-stage influences), whether or not rows overlap.
 
+The pre-training sums are computed once per fitted pipeline and cached on the span of
+the directions ``K`` seen so far (:meth:`TwoStageCovariance.first_stage_gram`): later
+functionals in that span (predictions, margins, tests, risk summaries) cost
+``O(r t^2)`` and read no pre-training data; one outside it extends the span with one
+chunked pass over ``X_pre``.
+
 Small-sample factors (``linearmodels``' ``debiased`` is the model: each part is
 scaled by its own sample's cluster-count factor). Every part is a sum over units of
 outer products of influences, so the factors are applied to the influences:
@@ -408,9 +414,11 @@ class TwoStageCovariance:
     Parameters
     ----------
     representation : Representation
-        The fitted first stage (its pre-training rows are streamed).
-    jacobian : ndarray (d, q)
-        ``J = d beta_hat / d theta``.
+        The fitted first stage (its pre-training rows are read in chunked passes, only
+        when the cache of :meth:`first_stage_gram` needs new directions).
+    jacobian : ndarray (d, q), or a callable returning it
+        ``J = d beta_hat / d theta`` (a callable is called on first use: a naive fit
+        never needs it).
     cov_second : ndarray (d, d)
         Second-stage covariance as statsmodels computes it.
     second_influence : ndarray (n, d)
@@ -444,6 +452,9 @@ class TwoStageCovariance:
     small_sample: bool = False
     _pre_codes: tuple | None = field(default=None, init=False, repr=False)
     _cross_units: tuple | None = field(default=None, init=False, repr=False)
+    _basis: np.ndarray | None = field(default=None, init=False, repr=False)
+    _gram: np.ndarray | None = field(default=None, init=False, repr=False)
+    _cross_sums: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.pretrain_groups is not None:
@@ -508,6 +519,10 @@ class TwoStageCovariance:
               *, diag: bool = False) -> VarianceParts:
         """Covariance parts of ``f = L_beta beta + L_theta theta`` (identity: beta itself).
 
+        The first-stage and cross parts come from the cache of :meth:`first_stage_gram`:
+        they cost ``O(r t (q + t))`` and read no pre-training data unless ``K = L_beta J
+        + L_theta`` leaves the cached span.
+
         Parameters
         ----------
         L_beta : ndarray (r, d), optional
@@ -524,46 +539,131 @@ class TwoStageCovariance:
             fine = np.einsum("ij,jk,ik->i", L_beta, self.cov_second, L_beta)
         else:
             fine = L_beta @ self.cov_second @ L_beta.T
-        pre, cross = self._pretraining_and_cross(K, L_beta, diag)
+        coords = self._coordinates(K)
+        gram, cross_sums = self._gram, self._cross_sums
+        if diag:
+            pre = np.einsum("ij,jk,ik->i", coords, gram, coords)
+        else:
+            pre = coords @ gram @ coords.T
+        if cross_sums is None:
+            cross = np.zeros_like(pre)
+        else:
+            half = L_beta @ cross_sums
+            cross = 2 * np.einsum("ij,ij->i", half, coords) if diag else (
+                half @ coords.T + coords @ half.T)
         factor = self.pretrain_factor
         return VarianceParts(fine, factor * pre, np.sqrt(factor) * cross)
 
-    def _pretraining_and_cross(self, K, L_beta, diag):
+    # ------------------------------------------------------------ first-stage cache
+    #: ``K`` rows whose residual off the cached span is below this fraction of their
+    #: norm are in the span (rounding of an in-span row is ~1e-16 sqrt(q)).
+    SPAN_RTOL = 1e-12
+
+    def first_stage_gram(self, basis: np.ndarray | None = None):
+        r"""The cache of first-stage sums that every later functional is served from.
+
+        With ``T`` (t, q) an orthonormal basis of the directions seen so far (the rows
+        of ``J`` after the fit, extended by each functional ``K`` that left their
+        span), one pass over the pre-training units computes
+
+        * ``G_T = (1/m^2) sum_u (T S_u)(T S_u)'`` (t, t), ``S_u`` the unit's (or
+          cluster's) summed influence: the first-stage covariance in those directions;
+        * ``C_T = (1/m) sum_{u shared} A_u (T S_u)'`` (d, t) over the units with rows
+          in both samples (overlap or shared clusters), ``A_u`` their summed
+          second-stage influences: the cross term's sums, or None.
+
+        Then for ``K = L_beta J + L_theta`` in ``span(T)``, with coordinates
+        ``c = K T'``, the first-stage part is ``c G_T c'`` and the cross part
+        ``L_beta C_T c' + c C_T' L_beta'``: no pass over ``X_pre``. Predictions of an
+        affine-feature first stage (PCA, factor scores) span at most ``p + 1``
+        directions besides ``J``, so after the first prediction no prediction, margin,
+        test or risk summary reads the pre-training data again; a representation whose
+        feature gradients span more directions extends the cache (at most to all ``q``
+        directions, ``O(q^2)`` memory) as functionals need them.
+
+        Parameters
+        ----------
+        basis : ndarray (t, q), optional
+            Directions to cache, in addition to those cached (e.g. ``np.eye(q)`` for
+            all of them: then nothing reads ``X_pre`` again).
+
+        Returns
+        -------
+        T, G_T, C_T : ndarray
+        """
+        if basis is not None:
+            self._coordinates(np.atleast_2d(np.asarray(basis, dtype=float)))
+        elif self._basis is None:
+            self._coordinates(self.jacobian)
+        return self._basis, self._gram, self._cross_sums
+
+    def _coordinates(self, K: np.ndarray) -> np.ndarray:
+        """``K T'``, extending the cached span (one pass over ``X_pre``) when needed."""
+        q = self.jacobian.shape[1]
+        if self._basis is None:  # nothing cached yet: the empty span
+            self._basis, self._gram = np.zeros((0, q)), np.zeros((0, 0))
+            self._cross_sums = (None if self._cross_units is None
+                                else np.zeros((self.jacobian.shape[0], 0)))
+        coords = K @ self._basis.T
+        residual = K - coords @ self._basis
+        new = _span_extension(residual, np.linalg.norm(K, axis=1) * self.SPAN_RTOL,
+                              self._basis)
+        if new.shape[0]:
+            self._stream(np.vstack([self._basis, new]))
+            coords = K @ self._basis.T
+        return coords
+
+    def _stream(self, basis: np.ndarray) -> None:
+        """One pass over the pre-training units: ``G_T`` and ``C_T`` for ``basis``."""
         rep = self.representation
         m = rep.nobs_
-        r, q = K.shape
-        cross = self._cross_units is not None
-        if cross:
+        shared = None
+        if self._cross_units is not None:
             A_units, unit_pos = self._cross_units
-            A = A_units @ L_beta.T
-        # Streaming B = IF(x) K' costs O(m p k r) for PCA. With many functionals
-        # (predictions at many rows) stream IF(x) itself (K = I, q columns) and apply K
-        # to the q x q sums afterwards: the same sums, regrouped.
-        via_identity = r > 2 * q
-        K_stream = np.eye(q) if via_identity else K
-        s = K_stream.shape[0]
-        elementwise = diag and not via_identity  # accumulate only the variances
-        if self._pre_codes is not None:
-            sums = rep.influence_sums(K_stream, self._pre_codes[0],
-                                      chunk_rows=self.chunk_rows) / m
-            pre = (sums ** 2).sum(0) if elementwise else sums.T @ sums
-            if cross:
-                Bc = sums[unit_pos]
-                half = (A * Bc).sum(0) if elementwise else A.T @ Bc
-        else:
-            pre = np.zeros(s) if elementwise else np.zeros((s, s))
-            half = (np.zeros(r) if elementwise else np.zeros((r, s))) if cross else None
-            for start, stop, B in rep.influence_contract(K_stream, chunk_rows=self.chunk_rows):
-                pre += (B ** 2).sum(0) if elementwise else B.T @ B
-                if cross:
-                    sel = np.flatnonzero((unit_pos >= start) & (unit_pos < stop))
-                    Bsel = B[unit_pos[sel] - start] / m
-                    half += (A[sel] * Bsel).sum(0) if elementwise else A[sel].T @ Bsel
-            pre /= m ** 2
-        if via_identity:
-            pre = ((K @ pre) * K).sum(1) if diag else K @ pre @ K.T
-            if cross:
-                half = (half * K).sum(1) if diag else half @ K.T
-        if not cross:
-            return pre, np.zeros_like(pre)
-        return pre, (2 * half if diag else half + half.T)
+            shared = (A_units, unit_pos)
+        groups = None if self._pre_codes is None else self._pre_codes[0]
+        gram, cross = rep.influence_gram(basis, groups=groups, shared=shared,
+                                         chunk_rows=self.chunk_rows)
+        self._basis, self._gram = basis, gram / m ** 2
+        self._cross_sums = None if cross is None else cross / m
+
+
+def _get_jacobian(self) -> np.ndarray:
+    J = self.__dict__["_jacobian"]
+    if callable(J):  # computed on first use (naive fits never need it)
+        J = self.__dict__["_jacobian"] = np.asarray(J(), dtype=float)
+    return J
+
+
+def _set_jacobian(self, value) -> None:
+    self.__dict__["_jacobian"] = value
+
+
+#: ``J = d beta_hat / d theta`` (d, q); ``jacobian=`` may be a callable returning it.
+TwoStageCovariance.jacobian = property(_get_jacobian, _set_jacobian,
+                                       doc="J = d beta_hat / d theta (d, q).")
+
+
+def _span_extension(residual: np.ndarray, tol: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Orthonormal rows spanning ``residual`` up to ``tol`` (per row), orthogonal to
+    ``basis``: pivoted Gram-Schmidt, ``O(r q t_new)``, each new row orthogonalised twice
+    against everything before it."""
+    R = residual.copy()
+    norms = np.linalg.norm(R, axis=1)
+    new: list[np.ndarray] = []
+    while R.shape[0] and np.any(norms > tol):
+        i = int(np.argmax(norms / np.maximum(tol, np.finfo(float).tiny)))
+        v = R[i] / norms[i]
+        for prev in (basis, np.asarray(new).reshape(-1, R.shape[1])):
+            for _ in range(2):
+                v = v - (prev @ v) @ prev
+        size = np.linalg.norm(v)
+        if size <= 0.5:  # rounding left (the row is in the span after all)
+            tol = tol.copy()
+            tol[i] = np.inf
+            continue
+        v /= size
+        new.append(v)
+        R -= np.outer(R @ v, v)
+        norms = np.linalg.norm(R, axis=1)
+    return np.asarray(new).reshape(-1, residual.shape[1])

@@ -455,9 +455,13 @@ class TwoStageModelMixin:
         g, g_prime, h_inv = self._loss_derivatives(results)
         exog = np.asarray(self.exog, dtype=float)
         if jacobian is None:
-            jacobian = coefficient_jacobian(self.representation, self.features, exog,
-                                            np.asarray(results.params),
-                                            self.design_jacobian(), g, g_prime, h_inv)
+            rep, raw, D = self.representation, self.features, self.design_jacobian()
+
+            def jacobian():  # what it reads is held here (remove_data drops the model's)
+                return coefficient_jacobian(rep, raw, exog, np.asarray(results.params), D,
+                                            g, g_prime, h_inv)
+            if spec.cov_type != "naive":  # a naive fit computes J only if asked
+                jacobian = jacobian()
         weights = labeled_influence_weights(
             spec, nobs=exog.shape[0], df_resid=results.df_resid, k_params=exog.shape[1],
             groups=groups, leverage=(self._leverage(results)

@@ -27,21 +27,21 @@ import copy
 import functools
 import inspect
 import warnings
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .._validation import as_float_matrix
 from ..exceptions import (ConvergenceWarning, IdentificationWarning, NotFittedError,
                           PretrainDataModifiedError)
 from ..symmetry import Group
+from .chunked import (DEFAULT_CHUNK_ROWS, data_fingerprint, is_dask_array, reduce_rows,
+                      shippable)
 
 __all__ = ["Representation"]
-
-DEFAULT_CHUNK_ROWS = 8192
 
 
 class Representation(ABC):
@@ -64,6 +64,8 @@ class Representation(ABC):
     ``act(g)`` (abstract)               :func:`~ssl_inference.align`, the aligned bootstrap
     ``alignment_coordinates()``         :func:`~ssl_inference.align` (abstract)
     :meth:`influence_contract`          the two-stage covariance (default: from ``influence``)
+    :meth:`influence_gram`              the two-stage covariance's first-stage sums (one
+                                        chunked pass: numpy, memmap or dask)
     :meth:`influence_sums`              clustered covariance (default: from the contraction)
     :meth:`influence_covariance`        first-stage covariance of ``K theta_hat``
     :meth:`pretrain_units`              the rows ``influence`` takes (default: ``X_pre``)
@@ -90,8 +92,10 @@ class Representation(ABC):
         Number of raw input columns ``p`` that ``transform`` takes.
     feature_names_in_ : ndarray of str
         Raw column names, when ``fit`` saw a DataFrame with string column names.
-    pretrain_data_ : ndarray of shape (m, w)
-        The pre-training rows (needed for the first-stage influence), read-only.
+    pretrain_data_ : ndarray, memmap or dask array of shape (m, w)
+        The pre-training rows (needed for the first-stage influence), read-only: a
+        reference to what ``fit`` was given (see
+        :mod:`~ssl_inference.representations.chunked`), not a copy.
     pretrain_row_labels_ : pandas Index or None
         Index of ``X_pre`` when ``fit`` saw a DataFrame (``pretrain_groups`` given as a
         Series is aligned on it), else None.
@@ -115,7 +119,9 @@ class Representation(ABC):
     :class:`~ssl_inference.exceptions.PretrainDataModifiedError` instead of returning
     standard errors of data the fit never saw. Pass ``X_pre.copy()`` to ``fit`` to keep
     modifying your array. :meth:`_pretrain_fingerprint` is the one place that reads
-    the bytes for the check.
+    the bytes for the check. A dask array is an immutable description of its data: its
+    fingerprint is dask's token of the graph (no pass over storage), so files rewritten
+    behind it after ``fit`` are not detected.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -242,28 +248,24 @@ class Representation(ABC):
         return data
 
     @pretrain_data_.setter
-    def pretrain_data_(self, X: np.ndarray | None) -> None:
+    def pretrain_data_(self, X) -> None:
         if X is None:  # dropped (e.g. bootstrap replicates keep only what transforms)
             self._pretrain_data, self._pretrain_checksum = None, None
             return
-        view = X.view()
-        view.flags.writeable = False
+        if is_dask_array(X):  # an immutable description of the data: kept, not copied
+            view = X
+        else:
+            view = X.view()
+            view.flags.writeable = False
         self._pretrain_data = view
         self._pretrain_checksum = self._pretrain_fingerprint(view)
 
     @staticmethod
-    def _pretrain_fingerprint(X: np.ndarray) -> tuple:
-        """Shape, dtype and CRC-32 of the bytes of ``X``, read in row chunks.
-
-        Each chunk is hashed in place when its rows are contiguous (a C-ordered array);
-        otherwise one chunk at a time is copied, so memory stays O(chunk).
-        """
-        crc = 0
-        rows = max(1, (1 << 24) // max(1, X.itemsize * int(np.prod(X.shape[1:]))))
-        for start in range(0, X.shape[0], rows):
-            chunk = np.ascontiguousarray(X[start:start + rows])
-            crc = zlib.crc32(memoryview(chunk).cast("B"), crc)
-        return X.shape, X.dtype.str, crc
+    def _pretrain_fingerprint(X) -> tuple:
+        """Shape, dtype and CRC-32 of the bytes of ``X``, read in row chunks (for a dask
+        array: its graph's token, see
+        :func:`~ssl_inference.representations.chunked.data_fingerprint`)."""
+        return data_fingerprint(X)
 
     # ------------------------------------------------------------------ shared
     def pretrain_units(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -285,8 +287,9 @@ class Representation(ABC):
         return self._units(self.pretrain_data_, start, self.nobs_ if stop is None else stop)
 
     def _units(self, X: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Units ``start:stop`` built from the pre-training rows ``X`` (read once)."""
-        return X[start:stop]
+        """Units ``start:stop`` built from the pre-training rows ``X`` (read once), as a
+        float64 ndarray (one chunk of a memmap, float32 or dask array is cast)."""
+        return np.asarray(X[start:stop], dtype=np.float64)
 
     def _unit_chunks(self, chunk_rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
         """``(start, stop, units)`` over the pre-training units, ``pretrain_data_`` read
@@ -348,6 +351,97 @@ class Representation(ABC):
         for start, stop, U in self._unit_chunks(chunk_rows):
             yield start, stop, self.influence(U) @ K.T
 
+    def _contractor(self, K: np.ndarray, chunk_rows: int):
+        """``(f, rows)``: ``f(units) = IF(units) K'`` for one chunk of units, and the units
+        per chunk. A first stage with a faster contraction overrides it (it is what
+        the workers of a dask reduction run, so it must not capture the data)."""
+        rep = shippable(self)
+        return (lambda U: rep.influence(U) @ K.T), chunk_rows
+
+    def _reduce_influence(self, K: np.ndarray, per_chunk, *, aligned=(),
+                          chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        r"""``sum_chunks per_chunk(B, start, stop, *aligned_chunk)`` with ``B = IF(U) K'``.
+
+        The one pass over the pre-training units behind every first-stage sum (the
+        two-stage covariance, clustered sums, the overlap cross term). For in-memory
+        or memmap data it consumes :meth:`influence_contract`; for a dask array it is a
+        dask reduction (:func:`~ssl_inference.representations.chunked.reduce_rows`):
+        each block's partial sum is computed where the block lives, and
+        ``pretrain_data_`` is never materialised.
+        """
+        self._check_fitted()
+        K = np.atleast_2d(np.asarray(K, dtype=float))
+        data = self._pretrain_data  # checked below by pretrain_data_ (dask) or by
+        if data is None:            # influence_contract (in memory), once per pass
+            raise ValueError(
+                f"This {type(self).__name__} holds no pre-training data (dropped, e.g. a "
+                "bootstrap replicate), so its first-stage sums cannot be computed.")
+        if is_dask_array(data):
+            data = self.pretrain_data_
+            contract, rows = self._contractor(K, chunk_rows)
+            units = shippable(self)._units
+
+            def block(X, start, stop, *parts):
+                return per_chunk(contract(units(X, 0, stop - start)), start, stop, *parts)
+            return reduce_rows(data, block, aligned=aligned, chunk_rows=rows)
+        total = None
+        for start, stop, B in self.influence_contract(K, chunk_rows=chunk_rows):
+            part = per_chunk(B, start, stop, *(a[start:stop] for a in aligned))
+            total = part if total is None else (
+                tuple(x + y for x, y in zip(total, part)) if isinstance(part, tuple)
+                else total + part)
+        return total
+
+    def influence_gram(self, K: np.ndarray, *, groups=None, shared=None,
+                       chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+        r"""First-stage sums of squares and overlap products of ``K IF``, in one pass.
+
+        With ``S_u = sum_{i in u} K IF(u_i)`` over the units ``u`` (the pre-training
+        units, or the clusters of ``groups``), returns
+
+        * ``gram = sum_u S_u S_u'`` (r, r): ``m^2`` times the first-stage covariance
+          of ``K theta_hat``;
+        * ``cross = sum_{u shared} A_u S_u'`` (t, r) over the units ``shared = (A,
+          positions)`` that also have labeled rows (``A`` (n_u, t) their summed
+          second-stage influences, ``positions`` their unit: a row of ``X_pre``, or a
+          cluster's index in the order of ``pandas.factorize(groups)``), or None.
+
+        Parameters
+        ----------
+        K : ndarray (r, q)
+        groups : array_like (m,), optional
+        shared : tuple (ndarray (n_u, t), ndarray (n_u,) of int), optional
+        chunk_rows : int
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(100, 3)) * [3.0, 2.0, 1.0]
+        >>> rep = ssi.PCA(1).fit(X)
+        >>> K, A = np.eye(6)[:2], np.ones((2, 1))
+        >>> gram, cross = rep.influence_gram(K, shared=(A, np.array([3, 7])))
+        >>> B = rep.influence(X) @ K.T
+        >>> bool(np.allclose(gram, B.T @ B)), bool(np.allclose(cross, B[3] + B[7]))
+        (True, True)
+        """
+        K = np.atleast_2d(np.asarray(K, dtype=float))
+        A, pos = (None, None) if shared is None else (np.asarray(shared[0], dtype=float),
+                                                      np.asarray(shared[1], dtype=np.intp))
+        if groups is not None:
+            S = self.influence_sums(K, groups, chunk_rows=chunk_rows)
+            return S.T @ S, (None if A is None else A.T @ S[pos])
+        if A is None:
+            return self._reduce_influence(K, _gram_chunk, chunk_rows=chunk_rows), None
+        # the shared rows' labeled influences travel with their chunk (row-aligned)
+        at_row = np.full(self.nobs_, -1, dtype=np.intp)
+        at_row[pos] = np.arange(len(pos))
+        if len(np.unique(pos)) != len(pos):
+            raise ValueError("shared positions must be distinct pre-training units.")
+        gram, cross = self._reduce_influence(
+            K, functools.partial(_gram_cross_chunk, A=A), aligned=[at_row],
+            chunk_rows=chunk_rows)
+        return gram, cross
+
     def influence_sums(self, K: np.ndarray, groups, *,
                        chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
         r"""Cluster sums ``S_c = sum_{i in c} K IF(u_i)`` of the contracted influence.
@@ -385,9 +479,14 @@ class Representation(ABC):
                 f"groups must hold one non-missing cluster label per pre-training unit "
                 f"({self.nobs_}); got shape {np.shape(groups)}.")
         K = np.atleast_2d(np.asarray(K, dtype=float))
+        if is_dask_array(self._pretrain_data):  # one (G, r) partial sum per dask block
+            return self._reduce_influence(
+                K, functools.partial(_cluster_chunk, n_groups=len(uniques)),
+                aligned=[codes], chunk_rows=chunk_rows)
         sums = np.zeros((len(uniques), K.shape[0]))
         for start, stop, B in self.influence_contract(K, chunk_rows=chunk_rows):
-            np.add.at(sums, codes[start:stop], B)
+            present, local = np.unique(codes[start:stop], return_inverse=True)
+            sums[present] += _cluster_chunk(B, start, stop, local, len(present))
         return sums
 
     def influence_covariance(self, K: np.ndarray, groups=None, *,
@@ -406,14 +505,8 @@ class Representation(ABC):
         >>> bool(np.allclose(se_mean, X.std(axis=0) / np.sqrt(400)))
         True
         """
-        K = np.atleast_2d(np.asarray(K, dtype=float))
-        if groups is not None:
-            S = self.influence_sums(K, groups, chunk_rows=chunk_rows)
-            return S.T @ S / self.nobs_ ** 2
-        total = np.zeros((K.shape[0], K.shape[0]))
-        for _, _, B in self.influence_contract(K, chunk_rows=chunk_rows):
-            total += B.T @ B
-        return total / self.nobs_ ** 2
+        gram, _ = self.influence_gram(K, groups=groups, chunk_rows=chunk_rows)
+        return gram / self.nobs_ ** 2
 
     # ---------------------------------------------------------------- parameters
     def with_params(self, theta) -> "Representation":
@@ -553,3 +646,20 @@ def _short_repr(value) -> str:
         return value.__name__
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+# per-chunk parts of the first-stage sums (module level: dask workers unpickle them)
+def _gram_chunk(B, start, stop):
+    return B.T @ B
+
+
+def _gram_cross_chunk(B, start, stop, at_row, A):
+    hit = np.flatnonzero(at_row >= 0)
+    return B.T @ B, A[at_row[hit]].T @ B[hit]
+
+
+def _cluster_chunk(B, start, stop, codes, n_groups):
+    """``sum_{i in c} B_i`` for every cluster ``c`` (G, r), one sparse product."""
+    member = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))),
+                               shape=(n_groups, len(codes)))
+    return np.asarray(member @ B)

@@ -18,10 +18,10 @@ from typing import Literal
 
 import numpy as np
 
-from .._validation import as_float_matrix, positive_number
+from .._validation import positive_number
 from ..exceptions import ConvergenceWarning, IdentificationWarning
 from ..symmetry import Orthogonal
-from .base import DEFAULT_CHUNK_ROWS
+from .chunked import as_pretrain_array, row_moments
 from .factor_likelihood import (gaussian_loglike, inv_spd, loglike_hessian,
                                 maximise_profile_likelihood, newton_refine,
                                 ppca_closed_form, principal_axes_gauge)
@@ -265,17 +265,12 @@ class FactorModel(MEstimatorBase):
     def _moments(self, X):
         """Validated ``X_pre``, its mean, (1/m) covariance and standard deviations."""
         self._check_hyperparameters()
-        arr = as_float_matrix(X, "X_pre")
+        arr = as_pretrain_array(X, "X_pre")
         m, p = arr.shape
         self._check_n_factors(self.n_factors, p)
         if m < 2:
             raise ValueError(f"X_pre needs at least 2 rows to estimate a covariance; got {m}.")
-        mean = arr.mean(axis=0)
-        S = np.zeros((p, p))
-        for start in range(0, m, DEFAULT_CHUNK_ROWS):
-            block = arr[start:start + DEFAULT_CHUNK_ROWS] - mean
-            S += block.T @ block
-        S /= m
+        mean, S = row_moments(arr, "X_pre")  # one chunked pass
         sd = np.sqrt(np.diag(S))
         constant = np.flatnonzero(sd <= 1e-12 * max(sd.max(), np.finfo(float).tiny))
         if constant.size:

@@ -16,6 +16,7 @@ function), the clustered sums, and the transport of all of it by the group actio
 """
 from __future__ import annotations
 
+import functools
 from abc import abstractmethod
 from collections.abc import Iterator
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..symmetry import Orthogonal, Trivial
 from .base import DEFAULT_CHUNK_ROWS, Representation
+from .chunked import shippable
 
 __all__ = ["MEstimatorBase", "horizontal_inverse", "horizontal_basis", "vertical_basis",
            "equilibration", "rotation_tangent"]
@@ -324,6 +326,14 @@ class MEstimatorBase(Representation):
         for start, stop, U in self._unit_chunks(rows):
             yield start, stop, self._contract_units(U, prepared)
 
+    def _contractor(self, K: np.ndarray, chunk_rows: int):
+        """``IF(U) K' = -psi(U) (K H_h^+)'`` per chunk, ``K H_h^+`` folded once (the
+        function the workers of a dask reduction run) and the units per chunk."""
+        prepared = self._prepare_contraction(K)
+        rep = shippable(self)
+        return (functools.partial(_contract, rep, prepared=prepared),
+                self._contraction_chunk_rows(chunk_rows, prepared))
+
     def _prepare_contraction(self, K: np.ndarray | None):
         """``-K H_h^+`` (r, q), or ``-H_h^+`` when ``K`` is None (the plain influence)."""
         return -(self._horizontal_inverse if K is None else K @ self._horizontal_inverse)
@@ -378,3 +388,7 @@ class MEstimatorBase(Representation):
             f"{type(self).__name__} does not implement alignment_coordinates(): the rows "
             f"that {self.symmetry_.symbol} moves, which alignment and the aligned "
             "bootstrap match.")
+
+
+def _contract(rep: MEstimatorBase, U: np.ndarray, prepared) -> np.ndarray:
+    return rep._contract_units(U, prepared)

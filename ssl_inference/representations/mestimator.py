@@ -19,10 +19,9 @@ from typing import Literal
 import numpy as np
 from scipy import linalg, optimize
 
-from .._validation import as_float_matrix
 from ..exceptions import IdentificationWarning
 from ..symmetry import Group, Trivial
-from .base import DEFAULT_CHUNK_ROWS
+from .chunked import DEFAULT_CHUNK_ROWS, as_pretrain_array, is_lazy, reduce_rows
 from .linearization import MEstimatorBase, vertical_basis
 from .numdiff import CENTRAL_STEP, NESTED_STEP, complex_step_works, jacobian
 
@@ -218,13 +217,13 @@ class MEstimatorRepresentation(MEstimatorBase):
         True
         """
         self._check_hyperparameters()
-        arr = as_float_matrix(X, "X_pre")
+        arr = as_pretrain_array(X, "X_pre")  # numpy, memmap or dask: passes are chunked
         m, width = arr.shape
         if m < 2:
             raise ValueError(f"X_pre needs at least 2 rows; got {m}.")
         p = width if self.n_features_in is None else int(self.n_features_in)
         theta = self._initial_theta(arr)
-        probe = arr[:PROBE_ROWS]
+        probe = np.asarray(arr[:PROBE_ROWS], dtype=float)
         derivatives = self._choose_derivatives(probe, theta)
         phi = self._evaluate_features(probe[:, :p], theta)
         k = phi.shape[1]
@@ -359,14 +358,16 @@ class MEstimatorRepresentation(MEstimatorBase):
     def _hessian_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """Mean ``d psi / d theta'`` over the rows of ``X``, streamed in chunks."""
         if self.hessian is not None:
-            return np.asarray(self.hessian(X, theta), dtype=float)
+            if not is_lazy(X):
+                return np.asarray(self.hessian(X, theta), dtype=float)
+            # the user's mean Hessian of each chunk, weighted by its rows
+            return reduce_rows(X, lambda chunk, lo, hi: (hi - lo) * np.asarray(
+                self.hessian(chunk, theta), dtype=float)) / X.shape[0]
         method, step = self._numdiff["hessian"]
-        total = 0.0
-        for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
-            chunk = X[start:start + DEFAULT_CHUNK_ROWS]
-            total = total + jacobian(lambda s: self._psi_at(chunk, s).sum(axis=0), theta,
-                                     method, step)
-        return total / X.shape[0]
+
+        def chunk_sum(chunk, start, stop):
+            return jacobian(lambda s: self._psi_at(chunk, s).sum(axis=0), theta, method, step)
+        return reduce_rows(X, chunk_sum) / X.shape[0]
 
     def _feature_jacobian_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """``d phi(x; theta) / d theta'`` per row (n, k, q)."""
@@ -387,12 +388,15 @@ class MEstimatorRepresentation(MEstimatorBase):
 
     # ------------------------------------------------------------ fit checks
     def _psi_moments(self, X: np.ndarray, theta: np.ndarray):
-        total = np.zeros(theta.size)
-        total_sq = np.zeros(theta.size)
-        for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
-            psi = self._psi_at(X[start:start + DEFAULT_CHUNK_ROWS], theta)
-            total += psi.sum(axis=0)
-            total_sq += (psi ** 2).sum(axis=0)
+        def chunk_sums(chunk, start, stop):
+            psi = self._psi_at(chunk, theta)
+            return (psi.sum(axis=0), (psi ** 2).sum(axis=0),
+                    np.array([np.count_nonzero(~np.isfinite(chunk))]))
+        total, total_sq, bad = reduce_rows(X, chunk_sums)
+        if bad[0]:
+            raise ValueError(
+                f"X_pre contains NaN or infinite values ({int(bad[0])} entries). Remove or "
+                "impute these rows before fitting the first stage.")
         m = X.shape[0]
         mean = total / m
         rms = np.sqrt(total_sq / m)
@@ -454,7 +458,7 @@ class MEstimatorRepresentation(MEstimatorBase):
                 "under the declared symmetry at theta_hat. Check symmetry=, vertical= / act=."
             )
         if self.loss is not None:
-            psi = self._psi_at(X[:DEFAULT_CHUNK_ROWS], theta)
+            psi = self._psi_at(np.asarray(X[:DEFAULT_CHUNK_ROWS], dtype=float), theta)
             share = np.linalg.norm(psi @ V) / max(np.linalg.norm(psi), np.finfo(float).tiny)
             if share > 1e-5:
                 raise ValueError(
@@ -474,17 +478,12 @@ class MEstimatorRepresentation(MEstimatorBase):
         m = X.shape[0]
 
         def mean_psi(t):
-            total = 0.0
-            for start in range(0, m, DEFAULT_CHUNK_ROWS):
-                total = total + self._psi_at(X[start:start + DEFAULT_CHUNK_ROWS], t).sum(axis=0)
-            return total / m
+            return reduce_rows(X, lambda chunk, lo, hi: self._psi_at(chunk, t).sum(axis=0)) / m
 
         if self.loss is not None:
             def mean_loss(t):
-                total = 0.0
-                for start in range(0, m, DEFAULT_CHUNK_ROWS):
-                    total += float(np.sum(self.loss(X[start:start + DEFAULT_CHUNK_ROWS], t)))
-                return total / m
+                return float(reduce_rows(
+                    X, lambda chunk, lo, hi: np.array([np.sum(self.loss(chunk, t))]))[0]) / m
             result = optimize.minimize(mean_loss, theta0, jac=mean_psi, method="BFGS",
                                        options={"gtol": 1e-10, "maxiter": 2000})
             note = f"scipy BFGS: {result.message}"

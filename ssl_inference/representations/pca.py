@@ -2,15 +2,16 @@
 influence functions."""
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Literal
 
 import numpy as np
 
-from .._validation import as_float_matrix, positive_number
+from .._validation import positive_number
 from ..exceptions import IdentificationWarning
 from ..symmetry import Orthogonal, SignFlips
-from .base import DEFAULT_CHUNK_ROWS
+from .chunked import as_pretrain_array, reduce_rows, row_moments
 from .linearization import MEstimatorBase
 
 __all__ = ["PCA"]
@@ -164,7 +165,7 @@ class PCA(MEstimatorBase):
     def fit(self, X, y=None) -> "PCA":
         """Fit mean, (scales,) eigenvectors (and eigenvalues) on the rows ``X`` (m, p)."""
         self._check_hyperparameters()
-        arr = as_float_matrix(X, "X_pre")
+        arr = as_pretrain_array(X, "X_pre")
         m, p = arr.shape
         k = self.n_components
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < p:
@@ -176,12 +177,7 @@ class PCA(MEstimatorBase):
             )
         if m < 2:
             raise ValueError(f"X_pre needs at least 2 rows to estimate a covariance; got {m}.")
-        mean = arr.mean(axis=0)
-        cov = np.zeros((p, p))
-        for start in range(0, m, DEFAULT_CHUNK_ROWS):
-            block = arr[start:start + DEFAULT_CHUNK_ROWS] - mean
-            cov += block.T @ block
-        cov /= m
+        mean, cov = row_moments(arr, "X_pre")  # one chunked pass
         scale = None
         if self.standardize:
             scale = np.sqrt(np.diag(cov))
@@ -313,17 +309,14 @@ class PCA(MEstimatorBase):
         lam = self.eigenvalues_
         E = self.eigenvectors_[:, :pairs[-1] + 2]
         gaps = lam[pairs] - lam[pairs + 1]
-        # Var(s_j^2 - s_{j+1}^2) over the rows (s = E'z) in one streamed pass,
+        # Var(s_j^2 - s_{j+1}^2) over the rows (s = E'z) in one chunked pass,
         # O(chunk) memory; the mean of s_j^2 - s_{j+1}^2 is the gap, so deviations from
         # it are summed (no cancellation in the one-pass variance)
-        dev_sum = np.zeros(pairs.size)
-        dev_sumsq = np.zeros(pairs.size)
-        X = self.pretrain_data_
-        for start in range(0, m, DEFAULT_CHUNK_ROWS):
-            sq = (self._standardized(X[start:start + DEFAULT_CHUNK_ROWS]) @ E) ** 2
-            dev = sq[:, pairs] - sq[:, pairs + 1] - gaps
-            dev_sum += dev.sum(axis=0)
-            dev_sumsq += (dev ** 2).sum(axis=0)
+        dev_sum, dev_sumsq = reduce_rows(
+            self._pretrain_data, functools.partial(  # fingerprinted just now by fit
+                _gap_deviations, mean=self.mean_,
+                scale=self.scale_ if self.standardize else None, E=E, pairs=pairs,
+                gaps=gaps))
         se_gaps = np.sqrt(np.maximum(dev_sumsq / m - (dev_sum / m) ** 2, 0.0) / m)
         for j, gap, se_gap in zip(pairs.tolist(), gaps, se_gaps):
             if gap < 2.0 * se_gap:
@@ -514,3 +507,11 @@ class PCA(MEstimatorBase):
         numbers than ``X_chunk``: memory ``O(chunk p)`` however many functionals."""
         P = prepared[0]
         return min(chunk_rows, max(64, chunk_rows * P.shape[0] // P.shape[1]))
+
+
+def _gap_deviations(X, start, stop, mean, scale, E, pairs, gaps):
+    """Sums of ``dev = s_j^2 - s_{j+1}^2 - gap`` and of ``dev^2`` over a chunk of rows."""
+    Z = X - mean
+    sq = ((Z / scale if scale is not None else Z) @ E) ** 2
+    dev = sq[:, pairs] - sq[:, pairs + 1] - gaps
+    return dev.sum(axis=0), (dev ** 2).sum(axis=0)

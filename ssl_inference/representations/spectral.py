@@ -21,6 +21,7 @@ from .._validation import as_float_matrix
 from ..exceptions import ConvergenceWarning, IdentificationWarning
 from ..symmetry import Orthogonal
 from .base import DEFAULT_CHUNK_ROWS
+from .chunked import refuse_dask
 from .linearization import MEstimatorBase, horizontal_inverse, rotation_tangent
 
 __all__ = ["SpectralContrastive"]
@@ -255,6 +256,10 @@ class SpectralContrastive(MEstimatorBase):
         return self
 
     def _parse_views(self, X, X_pos, X_neg):
+        for views in (X, X_pos, X_neg):
+            refuse_dask(views, "SpectralContrastive",
+                        "its negatives are other rows' positive views drawn across the "
+                        "whole sample, and its trust-region fit reads the views in memory.")
         if self.negatives not in ("auto", "permutation", "given"):
             raise ValueError(f"negatives must be 'auto', 'permutation' or 'given'; got "
                              f"{self.negatives!r}.")

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from ..._validation import as_float_matrix
+from ..chunked import refuse_dask
 from ...exceptions import ConvergenceWarning
 from ...symmetry import (Orthogonal, PermutationContrasts, PermutationProduct, Permutations,
                          SignFlips)
@@ -31,6 +32,10 @@ __all__ = ["GaussianMixture"]
 COVARIANCE_TYPES = ("full", "diag", "spherical")
 FEATURE_TYPES = ("responsibilities", "gated")
 
+
+#: Why GaussianMixture.fit refuses dask arrays (refuse_dask)
+DASK_REASON = ("its EM starts (k-means++ seeding over all rows) and EM steps keep "
+               "per-row responsibilities in memory.")
 
 class GaussianMixture(MixtureFeatures, MixtureDiagnostics, MEstimatorBase):
     r"""Gaussian mixture features learned on a pre-training sample, for two-stage inference.
@@ -376,6 +381,7 @@ class GaussianMixture(MixtureFeatures, MixtureDiagnostics, MEstimatorBase):
         >>> rep.weights_.round(2)
         array([0.67, 0.33])
         """
+        refuse_dask(X, "GaussianMixture", DASK_REASON)
         arr = as_float_matrix(X, "X_pre")
         m, d = arr.shape
         r = self._check_hyperparameters(m, d)
@@ -405,6 +411,7 @@ class GaussianMixture(MixtureFeatures, MixtureDiagnostics, MEstimatorBase):
         ``precisions_cholesky`` in scikit-learn's shapes (``(K, d, d)`` upper triangular,
         ``(K, d)`` or ``(K,)``); the adapter :func:`~ssl_inference.from_sklearn` uses it.
         """
+        refuse_dask(X, "GaussianMixture", DASK_REASON)
         arr = as_float_matrix(X, "X_pre")
         m, d = arr.shape
         r = self._check_hyperparameters(m, d)
