@@ -7,11 +7,11 @@ from statsmodels.discrete.discrete_model import (BinaryResultsWrapper, LogitResu
                                                  PoissonResults, PoissonResultsWrapper,
                                                  ProbitResults)
 
-from ..exceptions import FirstStageBlindError
 from ..margins import MeanFunction
 from ..prediction import PredictionResultsBase
 from .base import WRAP_ATTRS, TwoStageResultsWrapperMixin, wrap_methods
 from .glm import TwoStageLinkResultsMixin
+from .refusals import DiagnosticRefused
 
 __all__ = ["TwoStageLogitResults", "TwoStageProbitResults", "TwoStagePoissonResults"]
 
@@ -74,29 +74,12 @@ class TwoStageProbitResults(_TwoStageBinaryMixin, ProbitResults):
     """Two-stage results of a Probit second stage."""
 
 
-class TwoStagePoissonResults(_TwoStageDiscreteMixin, PoissonResults):
+class TwoStagePoissonResults(DiagnosticRefused, _TwoStageDiscreteMixin, PoissonResults):
     """Two-stage results of a Poisson second stage."""
 
     def _mean_function(self) -> MeanFunction:
         """``exp`` and its derivatives (statsmodels' Poisson margins)."""
         return MeanFunction(np.exp, np.exp, np.exp)
-
-    def get_diagnostic(self, y_max=None):
-        """Not available: statsmodels' count-model specification tests hold the features
-        fixed.
-
-        Raises :class:`~ssl_inference.exceptions.FirstStageBlindError`; after
-        ``fit(cov_type="naive")`` this is statsmodels' method.
-        """
-        if self._spec.cov_type == "naive":
-            return super().get_diagnostic(y_max=y_max)
-        raise FirstStageBlindError(
-            "get_diagnostic() returns statsmodels' specification tests of the count model "
-            "(dispersion, zero inflation, probabilities), computed with the learned "
-            "features held fixed: their reference distributions account for the estimated "
-            "coefficients but not for the estimated first stage, and there is no two-stage "
-            "version. For diagnostics of the second stage given the features use "
-            "res.model.fit(cov_type='naive').get_diagnostic().")
 
 
 class TwoStageBinaryResultsWrapper(TwoStageResultsWrapperMixin, BinaryResultsWrapper):

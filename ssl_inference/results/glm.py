@@ -6,17 +6,17 @@ import numpy as np
 import statsmodels.base.wrapper as wrap
 from statsmodels.genmod.generalized_linear_model import GLMResults, GLMResultsWrapper
 
-from ..exceptions import FirstStageBlindError
 from ..margins import MeanFunction, TwoStageMarginsMixin
 from ..prediction import (PredictionResults, PredictionResultsBase, PredictionResultsMean,
                           PredictionResultsMonotonic)
 from .base import (WRAP_ATTRS, TwoStageResultsMixin, TwoStageResultsWrapperMixin,
                    kept_rows, wrap_methods)
+from .refusals import ScoreTestRefused
 
 __all__ = ["TwoStageGLMResults", "TwoStageLinkResultsMixin"]
 
 
-class TwoStageLinkResultsMixin(TwoStageMarginsMixin, TwoStageResultsMixin):
+class TwoStageLinkResultsMixin(ScoreTestRefused, TwoStageMarginsMixin, TwoStageResultsMixin):
     """Two-stage results of a model with a link: ``E(y | w) = l^{-1}(w'beta + offset)``."""
 
     def risk_asymptotics(self, *, fine_tuning: str = "model",
@@ -68,21 +68,6 @@ class TwoStageLinkResultsMixin(TwoStageMarginsMixin, TwoStageResultsMixin):
         from ..risk import deviance_risk_asymptotics
         return deviance_risk_asymptotics(self, fine_tuning=fine_tuning,
                                          average_label_noise=average_label_noise)
-
-    def score_test(self, *args, **kwargs):
-        """Not available: the score (Lagrange multiplier) test holds the features fixed.
-
-        Raises :class:`~ssl_inference.exceptions.FirstStageBlindError`; after
-        ``fit(cov_type="naive")`` this is statsmodels' method.
-        """
-        if self._spec.cov_type == "naive":
-            return super().score_test(*args, **kwargs)
-        raise FirstStageBlindError(
-            "score_test() evaluates the second-stage score at restricted estimates with the "
-            "learned features treated as known data; its chi-square reference ignores the "
-            "first stage and there is no two-stage version. Test the restrictions with "
-            "res.wald_test('...') or res.wald_test_terms() (two-stage covariance); to test "
-            "added variables, fit the larger model and test their coefficients.")
 
     @property
     def _link(self):

@@ -38,6 +38,7 @@ from ..prediction import PredictionResultsBase, PredictionResultsMonotonic
 from ..score_jacobian import central_derivative, design_derivative, feature_gradients
 from .base import (WRAP_ATTRS, TwoStageResultsMixin, TwoStageResultsWrapperMixin,
                    kept_rows, wrap_methods)
+from .refusals import DiagnosticRefused, ScoreTestRefused
 
 __all__ = ["TwoStageLikelihoodResultsMixin", "TwoStageNegativeBinomialResults",
            "TwoStageGeneralizedPoissonResults", "TwoStageZeroInflatedPoissonResults",
@@ -46,7 +47,7 @@ __all__ = ["TwoStageLikelihoodResultsMixin", "TwoStageNegativeBinomialResults",
 _EPS = np.finfo(float).eps
 
 
-class TwoStageLikelihoodResultsMixin(TwoStageResultsMixin):
+class TwoStageLikelihoodResultsMixin(ScoreTestRefused, TwoStageResultsMixin):
     """Two-stage results of a second stage fitted through statsmodels' scores."""
 
     #: statsmodels' default ``which`` of the model's ``predict``
@@ -69,21 +70,6 @@ class TwoStageLikelihoodResultsMixin(TwoStageResultsMixin):
             f"({type(self.model).__name__}) the risk is a different loss (deviance, log "
             "loss) and the theorem's terms do not apply. Use get_prediction() for "
             "inference on predictions, or an OLS second stage to study squared-error risk.")
-
-    def score_test(self, *args, **kwargs):
-        """Not available: the score (Lagrange multiplier) test holds the features fixed.
-
-        Raises :class:`~ssl_inference.exceptions.FirstStageBlindError`; after
-        ``fit(cov_type="naive")`` this is statsmodels' method.
-        """
-        if self._spec.cov_type == "naive":
-            return super().score_test(*args, **kwargs)
-        raise FirstStageBlindError(
-            "score_test() evaluates the second-stage score at restricted estimates with the "
-            "learned features treated as known data; its chi-square reference ignores the "
-            "first stage and there is no two-stage version. Test the restrictions with "
-            "res.wald_test('...') (two-stage covariance); to test added variables, fit the "
-            "larger model and test their coefficients.")
 
     # ------------------------------------------------------------- prediction
     def predict(self, exog=None, transform=True, *args, features=None, which=None,
@@ -311,33 +297,14 @@ class _LogLinkMargins(TwoStageMarginsMixin):
         return MeanFunction(np.exp, np.exp, np.exp)
 
 
-class _DiagnosticRefused:
-    def get_diagnostic(self, *args, **kwargs):
-        """Not available: statsmodels' count-model specification tests hold the features
-        fixed.
-
-        Raises :class:`~ssl_inference.exceptions.FirstStageBlindError`; after
-        ``fit(cov_type="naive")`` this is statsmodels' method.
-        """
-        if self._spec.cov_type == "naive":
-            return super().get_diagnostic(*args, **kwargs)
-        raise FirstStageBlindError(
-            "get_diagnostic() returns statsmodels' specification tests of the count model "
-            "(dispersion, zero inflation, probabilities), computed with the learned "
-            "features held fixed: their reference distributions account for the estimated "
-            "coefficients but not for the estimated first stage, and there is no two-stage "
-            "version. For diagnostics of the second stage given the features use "
-            "res.model.fit(cov_type='naive').get_diagnostic().")
-
-
-class TwoStageNegativeBinomialResults(_LogLinkMargins, _DiagnosticRefused,
+class TwoStageNegativeBinomialResults(_LogLinkMargins, DiagnosticRefused,
                                       TwoStageLikelihoodResultsMixin, NegativeBinomialResults):
     """Two-stage results of a negative binomial second stage."""
 
     _mean_link = links.Log()
 
 
-class TwoStageGeneralizedPoissonResults(_LogLinkMargins, _DiagnosticRefused,
+class TwoStageGeneralizedPoissonResults(_LogLinkMargins, DiagnosticRefused,
                                         TwoStageLikelihoodResultsMixin,
                                         GeneralizedPoissonResults):
     """Two-stage results of a generalized Poisson second stage."""
@@ -345,7 +312,7 @@ class TwoStageGeneralizedPoissonResults(_LogLinkMargins, _DiagnosticRefused,
     _mean_link = links.Log()
 
 
-class TwoStageZeroInflatedPoissonResults(_DiagnosticRefused, TwoStageLikelihoodResultsMixin,
+class TwoStageZeroInflatedPoissonResults(DiagnosticRefused, TwoStageLikelihoodResultsMixin,
                                          ZeroInflatedPoissonResults):
     """Two-stage results of a zero-inflated Poisson second stage."""
 
