@@ -294,7 +294,8 @@ def _fmt(value) -> str:
 
 def write_markdown(rows, path: Path) -> None:
     """One two-column table per section, in the order of ``TITLES``."""
-    lines = [f"Measured by `benchmarks/bench_scale.py` on {os.cpu_count()} cores "
+    lines = ["# Scale: out-of-core and distributed first stages, cached predictions", "",
+             f"Measured by `benchmarks/bench_scale.py` on {os.cpu_count()} cores "
              "(times in seconds; ratios against a bare pass over the same X_pre in the "
              "same run).", ""]
     for section in TITLES:
