@@ -4,15 +4,26 @@ notebooks (``executed_notebook``)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
-import nbformat
-import numpy as np
-import pandas as pd
-import pytest
-import statsmodels.formula
-from nbclient import NotebookClient
+# One BLAS thread: the tests' matrices are small, and on a shared 2-core machine a
+# multithreaded BLAS spins against the other processes (5-10x slower under load). The
+# variables reach the subprocesses (docs build, notebook kernels, replicate workers);
+# threadpoolctl limits the BLAS numpy has already loaded.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import statsmodels.formula  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+threadpool_limits(1)
 
 SCALES = np.array([3.0, 2.2, 1.5, 1.0, 0.6])
 ROOT = Path(__file__).resolve().parents[1]
