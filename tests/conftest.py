@@ -34,7 +34,7 @@ CELL_TIMEOUT = 300  # seconds
 
 #: Modules of Monte Carlo checks and of the documentation build, marked ``slow``: the
 #: inner loop is ``pytest -m "not slow"``; the README / CI command runs everything.
-SLOW_MODULES = ("test_coverage_", "test_risk_validation", "test_docs", "test_notebooks")
+SLOW_MODULES = ("test_coverage_", "test_risk_validation", "test_docs")
 
 
 def pytest_collection_modifyitems(config, items):

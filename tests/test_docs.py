@@ -1,5 +1,6 @@
 """The documentation builds with warnings as errors, the examples in its pages give the
-outputs printed there, and the validation page shows the benchmark tables.
+outputs printed there, the validation page shows the benchmark tables, and every notebook
+executes top to bottom (the demo and command line: tests/test_cli.py).
 
 Sphinx runs in a subprocess on a copy of ``docs/`` and ``benchmarks/`` (the layout
 ``docs/conf.py`` expects), so the generated files stay out of the repository; the
@@ -115,3 +116,10 @@ def test_page_examples_print_what_the_pages_show(docs_tree, html_dir):
 def test_coverage_figure_is_drawn_from_the_tables(tmp_path):
     out = load_benchmark("plot_validation").figure(RESULTS, tmp_path / "coverage.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_executes(path, executed_notebook):
+    """Every notebook executes top to bottom (in this module so that, with
+    ``pytest -n``, one worker executes them for the docs build and this test)."""
+    assert executed_notebook(path).is_file()
