@@ -390,9 +390,12 @@ class SpectralContrastive(MEstimatorBase):
         """Triples ``[x, x+, x-]``: in permutation mode the negative of pair ``i`` is the
         positive view of pair ``negative_index_[i]``."""
         if self.negatives_ == "given":
-            return X[start:stop]
+            return np.asarray(X[start:stop], dtype=np.float64)
         d = self.n_features_in_
-        return np.hstack([X[start:stop], X[self.negative_index_[start:stop], d:]])
+        out = np.empty((stop - start, 3 * d))
+        out[:, :2 * d] = X[start:stop]
+        out[:, 2 * d:] = X[self.negative_index_[start:stop], d:]
+        return out
 
     _unit_layout = "triples [x, x+, x-] of views side by side"
 
@@ -437,6 +440,71 @@ class SpectralContrastive(MEstimatorBase):
             s += _negative_share(A, MS, Xp) - _negative_share(A, MS, Xn)
         return s.reshape(len(Z), -1)
 
+    def _prepare_contraction(self, K: np.ndarray | None):
+        r"""Fold ``Kt = -K H_h^+`` into the score formula: no (rows, k d) score arrays.
+
+        Every term of the per-triple score is an outer product ``u v'`` of a k-vector
+        ``u`` (features of a view) and a d-vector ``v`` (a view), whose contraction with
+        ``Kt`` (r x k d, blocks ``Kt_r`` (k, d)) is ``u' Kt_r v``. With
+        ``P = [Kt_1', ..., Kt_r']`` arranged (d, k r), ``v' P`` gives ``Kt_r v`` for all
+        ``r`` at once and ``u`` contracts it: one product per view,
+        ``x [A', P]`` and ``b [A', M S A', P, M S P]`` for ``b = x+, x-``
+        (``M S P`` for the reuse correction ``g_2`` of permutation mode), so a chunk costs
+        ``O(rows d k r)``. ``K`` None gives the plain influence (``Kt = -H_h^+``).
+        """
+        Kt = super()._prepare_contraction(K)
+        r = Kt.shape[0]
+        k, d = self.components_.shape
+        A = self.components_
+        P = Kt.reshape(r, k, d).transpose(2, 1, 0).reshape(d, k * r)
+        if self.negatives_ == "permutation":
+            MS = A.T @ A @ self.second_moment_
+            views = np.hstack([A.T, MS @ A.T, P, MS @ P])
+        else:
+            views = np.hstack([A.T, P])
+        return np.hstack([A.T, P]), views, r
+
+    def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        """Stream ``IF(U_chunk) K'`` (see :meth:`MEstimatorBase.influence_contract`),
+        reading each chunk's views in place: only the negatives are gathered."""
+        self._check_fitted()
+        prepared = self._prepare_contraction(np.atleast_2d(np.asarray(K, dtype=float)))
+        X, d = self.pretrain_data_, self.n_features_in_
+        for start in range(0, self.nobs_, chunk_rows):
+            stop = min(start + chunk_rows, self.nobs_)
+            pairs = X[start:stop]
+            negatives = (X[start:stop, 2 * d:] if self.negatives_ == "given"
+                         else X[self.negative_index_[start:stop], d:])
+            yield start, stop, self._contract_views(pairs[:, :d], pairs[:, d:2 * d],
+                                                    negatives, prepared)
+
+    def _contract_units(self, U: np.ndarray, prepared) -> np.ndarray:
+        d = self.n_features_in_
+        return self._contract_views(U[:, :d], U[:, d:2 * d], U[:, 2 * d:], prepared)
+
+    def _contract_views(self, X, Xp, Xn, prepared) -> np.ndarray:
+        """``IF K'`` of the triples ``(x, x+, x-)`` (three (n, d) arrays), from the
+        prepared products of :meth:`_prepare_contraction`."""
+        P_x, P_views, r = prepared
+        k = self.n_components
+        permutation = self.negatives_ == "permutation"
+        # transposed (columns, rows) layout: the per-row arithmetic runs along rows
+        T_x = P_x.T @ X.T
+        T_p = P_views.T @ Xp.T
+        T_n = P_views.T @ Xn.T
+        F_x, F_p, F_n = T_x[:k], T_p[:k], T_n[:k]
+        c = np.einsum("kn,kn->n", F_x, F_n)
+        u_x = 2.0 * c * F_n - 2.0 * F_p
+        u_p, u_n = -2.0 * F_x, 2.0 * c * F_x
+        if permutation:  # the reuse correction g_2(x+) - g_2(x-)
+            u_p = np.vstack([u_p + 2.0 * T_p[k:2 * k], 2.0 * F_p])
+            u_n = np.vstack([u_n - 2.0 * T_n[k:2 * k], -2.0 * F_n])
+        lead = 2 * k if permutation else k  # rows before the contracted ones
+        n = X.shape[0]
+        out = np.einsum("an,arn->rn", u_x, T_x[k:].reshape(k, r, n))
+        out += np.einsum("an,arn->rn", u_p, T_p[lead:].reshape(-1, r, n))
+        out += np.einsum("an,arn->rn", u_n, T_n[lead:].reshape(-1, r, n))
+        return out.T
 
 # --------------------------------------------------------------------------- helpers
 def _sym(M: np.ndarray) -> np.ndarray:
