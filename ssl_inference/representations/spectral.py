@@ -203,7 +203,7 @@ class SpectralContrastive(MEstimatorBase):
         True
         """
         k = self.n_components
-        X_, Xp, Xn, mode = self._parse_views(X, X_pos, X_neg)
+        X_, Xp, Xn, mode, units = self._parse_views(X, X_pos, X_neg)
         m, d = X_.shape
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < d:
             raise ValueError(
@@ -219,23 +219,24 @@ class SpectralContrastive(MEstimatorBase):
                 "features."
             )
         sigma = None
-        if mode == "permutation":
+        if mode == "permutation":  # negatives x-_i = x+_sigma(i), never copied
             sigma = _cyclic_derangement(m, np.random.default_rng(self.random_state))
-            Xn = Xp[sigma]
         else:
             _warn_if_reused(Xp, Xn)
         S = X_.T @ X_ / m
         lam, W = _generalized_eigen(S, _sym(X_.T @ Xp) / m, k)
         A0 = np.sqrt(lam[:k])[:, None] * W[:, :k].T
-        A, converged, grad_size = _minimise(A0, X_, Xp, Xn, self.max_iter)
+        A, converged, grad_size, H = _minimise(A0, X_, Xp, Xn, self.max_iter, sigma)
         if not converged:
             warnings.warn(
                 f"The refinement of the spectral contrastive loss stopped after "
                 f"{self.max_iter} iterations with relative gradient {grad_size:.1e}; A may "
                 "not be a minimum and its influence function assumes a zero gradient. "
                 "Increase max_iter or check the data.", ConvergenceWarning, stacklevel=2)
-        A = _gauge(A, S)
-        self.linearize(_mean_hessian(A, X_, Xp, Xn), rotation_tangent(A))
+        Q = _gauge(A, S)
+        A = Q @ A
+        T = np.kron(Q, np.eye(d))  # vec(Q A) = T vec(A): the invariant loss moves H to T H T'
+        self.linearize(T @ H @ T.T, rotation_tangent(A))
 
         if isinstance(X, pd.DataFrame) and X_pos is not None:
             self._record_input_names(self, X)
@@ -245,8 +246,9 @@ class SpectralContrastive(MEstimatorBase):
         self.nobs_ = m
         self.negatives_ = mode
         self.negative_index_ = sigma
-        self.pretrain_data_ = (np.hstack([X_, Xp]) if mode == "permutation"
-                               else np.hstack([X_, Xp, Xn]))
+        if units is None:  # the single-array layout of the views
+            units = np.hstack([X_, Xp] if mode == "permutation" else [X_, Xp, Xn])
+        self.pretrain_data_ = units
         self.second_moment_ = S
         self.generalized_eigenvalues_ = lam
         self.components_ = A
@@ -280,8 +282,8 @@ class SpectralContrastive(MEstimatorBase):
                     f"side by side, so its width must be a multiple of {views}; got "
                     f"{Z.shape[1]} columns."
                 )
-            parts = np.split(Z, views, axis=1)
-            return (parts[0], parts[1], parts[2] if views == 3 else None, self.negatives)
+            parts = np.split(Z, views, axis=1)  # views of Z, no copies
+            return (parts[0], parts[1], parts[2] if views == 3 else None, self.negatives, Z)
         mode = "given" if X_neg is not None else "permutation"
         if self.negatives != "auto" and self.negatives != mode:
             raise ValueError(
@@ -296,7 +298,7 @@ class SpectralContrastive(MEstimatorBase):
             if arr is not None and arr.shape != X_.shape:
                 raise ValueError(f"{name} has shape {arr.shape} but X has shape {X_.shape}: "
                                  "each row of X needs its own view.")
-        return X_, Xp, Xn, mode
+        return X_, Xp, Xn, mode, None
 
     def _warn_if_unidentified(self, lam, W, X, Xp) -> None:
         """Warn when ``lambda_k - max(lambda_{k+1}, 0)`` is within 2 SE of zero.
@@ -555,20 +557,46 @@ def _generalized_eigen(S: np.ndarray, S_pos: np.ndarray, k: int):
     return lam, root_inv @ V
 
 
-def _views_terms(A, X, Xp, Xn):
-    Fx, Fp, Fn = X @ A.T, Xp @ A.T, Xn @ A.T
+def _negatives(Xp, Xn, sigma, rows=slice(None)) -> np.ndarray:
+    """Rows ``rows`` of the negatives: ``X_pos[sigma]`` (permutation mode, gathered only
+    for these rows) or the given ``Xn``."""
+    return Xn[rows] if sigma is None else Xp[sigma[rows]]
+
+
+def _negative_product(W, Xp, Xn, sigma) -> np.ndarray:
+    """``sum_i w_i x-_i'`` (W (m, k)) without forming the negatives: with
+    ``x-_i = x+_sigma(i)`` it is ``sum_j w_(sigma^-1 j) x+_j'``."""
+    return W.T @ Xn if sigma is None else _scatter(W, sigma).T @ Xp
+
+
+def _scatter(W, sigma) -> np.ndarray:
+    """Rows of ``W`` moved to ``sigma``: ``out[sigma[i]] = W[i]``."""
+    out = np.empty_like(W)
+    out[sigma] = W
+    return out
+
+
+def _views_terms(A, X, Xp, Xn, sigma=None):
+    """Features of the three views and ``c = <Ax, Ax->``; with ``sigma`` (permutation
+    mode) the negatives' features are ``(X_pos A')[sigma]``, no copy of the views."""
+    Fx, Fp = X @ A.T, Xp @ A.T
+    Fn = Fp[sigma] if sigma is not None else Xn @ A.T
     return Fx, Fp, Fn, np.einsum("nk,nk->n", Fx, Fn)
 
 
-def _loss(A, X, Xp, Xn) -> float:
-    Fx, Fp, _, c = _views_terms(A, X, Xp, Xn)
+def _loss(A, X, Xp, Xn, sigma=None) -> float:
+    Fx, Fp, _, c = _views_terms(A, X, Xp, Xn, sigma)
     return float(np.mean(-2.0 * np.einsum("nk,nk->n", Fx, Fp) + c ** 2))
 
 
-def _mean_gradient(A, X, Xp, Xn) -> np.ndarray:
-    Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn)
-    G = -2.0 * (Fp.T @ X + Fx.T @ Xp) + 2.0 * ((c[:, None] * Fn).T @ X
-                                               + (c[:, None] * Fx).T @ Xn)
+def _mean_gradient(A, X, Xp, Xn, sigma=None, terms=None) -> np.ndarray:
+    """Mean gradient (k, d); ``terms`` are :func:`_views_terms` at ``A`` when known."""
+    Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn, sigma) if terms is None else terms
+    G = (2.0 * c[:, None] * Fn - 2.0 * Fp).T @ X
+    if sigma is None:
+        G += (2.0 * c[:, None] * Fx).T @ Xn - 2.0 * Fx.T @ Xp
+    else:  # both products with X_pos in one
+        G += (_scatter(2.0 * c[:, None] * Fx, sigma) - 2.0 * Fx).T @ Xp
     return G / X.shape[0]
 
 
@@ -587,7 +615,7 @@ def _negative_share(A, MS, B) -> np.ndarray:
                   + (BMS @ A.T)[:, :, None] * B[:, None, :])
 
 
-def _mean_hessian(A, X, Xp, Xn) -> np.ndarray:
+def _mean_hessian(A, X, Xp, Xn, sigma=None) -> np.ndarray:
     """``I_k (x) mean[-2(x x+' + x+ x') + 2c(x x-' + x- x')] + 2 mean[g g']``."""
     k, d = A.shape
     m = X.shape[0]
@@ -595,7 +623,7 @@ def _mean_hessian(A, X, Xp, Xn) -> np.ndarray:
     outer = np.zeros((k * d, k * d))
     for start in range(0, m, DEFAULT_CHUNK_ROWS):
         rows = slice(start, start + DEFAULT_CHUNK_ROWS)
-        x, xp, xn = X[rows], Xp[rows], Xn[rows]
+        x, xp, xn = X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows)
         Fx, _, Fn, c = _views_terms(A, x, xp, xn)
         block += -2.0 * (x.T @ xp + xp.T @ x) + 2.0 * ((x * c[:, None]).T @ xn
                                                        + (xn * c[:, None]).T @ x)
@@ -607,44 +635,87 @@ def _mean_hessian(A, X, Xp, Xn) -> np.ndarray:
     return 2.0 * outer / m
 
 
-def _minimise(A0, X, Xp, Xn, max_iter: int):
-    """Minimise the sample loss from ``A0``; returns (A, converged, relative gradient).
+GTOL = 1e-12
 
-    SciPy's exact trust-region method (analytic gradient and Hessian) until the relative
-    gradient is 1e-8, then Newton steps in the horizontal space (they do not need the
-    loss to decrease measurably, which it cannot once the gradient is near rounding).
+
+#: Rows of the subsample whose Hessian the trust-region iterations use: at least this
+#: many per parameter (and at least a twentieth of the pairs).
+SUBSAMPLE_ROWS_PER_PARAMETER = 200
+
+
+def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
+    """Minimise the sample loss from ``A0``; returns (A, converged, relative gradient,
+    mean Hessian).
+
+    SciPy's Krylov trust-region method on the full loss and gradient (``O(m k d)`` each,
+    the negatives' features gathered, never the negatives) with the curvature of a
+    subsample at the start ``A0`` (every ``s``-th triple, ``SUBSAMPLE_ROWS_PER_PARAMETER``
+    per parameter, at least 1 in 20: Hessian-vector products are then products with
+    a fixed q x q matrix that costs a fraction of a pass to form) until the
+    relative gradient is 1e-8, then Newton steps in the horizontal space with the
+    subsample's curvature there to 1e-10, and with the exact Hessian, formed once
+    (:func:`_mean_hessian`), to rounding (Newton steps do not need the loss to decrease
+    measurably, which it cannot once the gradient is near rounding). The Hessian
+    returned is that exact one, taken before the last steps: they move ``A`` by about
+    the relative gradient (1e-10), so it is the Hessian at the returned ``A`` to that
+    accuracy.
     """
     k, d = A0.shape
-    scale = 4.0 * np.linalg.norm(A0) * np.abs(X.T @ Xp).max() / X.shape[0]
+    m = X.shape[0]
+    scale = 4.0 * np.linalg.norm(A0) * np.abs(X.T @ Xp).max() / m
+    cache: dict = {}
+
+    def terms(a):
+        key = a.tobytes()
+        if cache.get("key") != key:
+            cache.update(key=key, terms=_views_terms(a.reshape(k, d), X, Xp, Xn, sigma))
+        return cache["terms"]
 
     def fun(a):
-        return _loss(a.reshape(k, d), X, Xp, Xn)
+        Fx, Fp, _, c = terms(a)
+        return float(np.mean(-2.0 * np.einsum("nk,nk->n", Fx, Fp) + c ** 2))
 
     def jac(a):
-        return _mean_gradient(a.reshape(k, d), X, Xp, Xn).ravel()
+        return _mean_gradient(a.reshape(k, d), X, Xp, Xn, sigma, terms(a)).ravel()
 
-    def hess(a):
-        return _mean_hessian(a.reshape(k, d), X, Xp, Xn)
-
-    result = optimize.minimize(fun, A0.ravel(), jac=jac, hess=hess, method="trust-exact",
+    rows = np.arange(0, m, max(1, min(m // (SUBSAMPLE_ROWS_PER_PARAMETER * A0.size), 20)))
+    sub = (X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows))
+    H_sub = _mean_hessian(A0, *sub)
+    result = optimize.minimize(fun, A0.ravel(), jac=jac, hessp=lambda a, v: H_sub @ v,
+                               method="trust-krylov",
                                options={"gtol": 1e-8 * scale, "maxiter": max_iter})
     a, grad = result.x, jac(result.x)
-    for _ in range(5):
-        if np.abs(grad).max() <= 1e-14 * scale:
+    a, grad = _newton_steps(a, grad, jac, _mean_hessian(a.reshape(k, d), *sub), (k, d),
+                            1e-10 * scale, max_steps=10)  # cheap: to 1e-10
+    H = _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma)
+    a, grad = _newton_steps(a, grad, jac, H, (k, d), 1e-14 * scale)  # exact: to rounding
+    grad_size = float(np.abs(grad).max() / scale)
+    return a.reshape(k, d), grad_size < 1e-10, grad_size, H
+
+
+def _newton_steps(a, grad, jac, H, shape, tol: float, max_steps: int = 5):
+    """Steps ``a <- a - H_h^+ grad`` (``H_h^+`` the horizontal inverse of ``H``, taken at
+    the first point) while the gradient's largest entry is above ``tol`` and decreases;
+    ``shape`` is the shape (k, d) of ``A``."""
+    H_inv = None
+    for _ in range(max_steps):
+        if np.abs(grad).max() <= tol:
             break
-        A = a.reshape(k, d)
-        step = horizontal_inverse(hess(a), rotation_tangent(A), rtol=1e-12)[0] @ grad
+        if H_inv is None:
+            H_inv = horizontal_inverse(H, rotation_tangent(a.reshape(shape)), rtol=1e-12)[0]
+        step = H_inv @ grad
         new_grad = jac(a - step)
         if np.abs(new_grad).max() >= np.abs(grad).max():
             break
         a, grad = a - step, new_grad
-    grad_size = float(np.abs(grad).max() / scale)
-    return a.reshape(k, d), grad_size < 1e-10, grad_size
+    return a, grad
 
 
 def _gauge(A: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """Rotate rows so that ``A S A'`` is diagonal decreasing; largest-|entry| positive."""
+    """The orthogonal ``Q`` (k, k) that puts ``Q A`` in the gauge: ``Q A S A' Q'``
+    diagonal decreasing, each row's largest-|entry| positive."""
     _, R = np.linalg.eigh(A @ S @ A.T)
-    A = R[:, ::-1].T @ A
-    pivot = np.argmax(np.abs(A), axis=1)
-    return A * np.sign(A[np.arange(A.shape[0]), pivot])[:, None]
+    Q = R[:, ::-1].T
+    B = Q @ A
+    pivot = np.argmax(np.abs(B), axis=1)
+    return np.sign(B[np.arange(B.shape[0]), pivot])[:, None] * Q
