@@ -460,18 +460,24 @@ class TwoStageModelMixin:
         """
         if spec.second_stage in self._computed_second_stage:
             spec = spec.with_second_stage(self._computed_second_stage[spec.second_stage])
-        g, g_prime, h_inv = self._loss_derivatives(results)
         exog = np.asarray(self.exog, dtype=float)
+        shared = self.pretrain_index is not None or pretrain_groups is not None
+        # a naive fit without shared units needs no loss derivatives unless J is asked for
+        derivatives = (None if jacobian is None and spec.cov_type == "naive" and not shared
+                       else self._loss_derivatives(results))
         if jacobian is None:
-            rep, raw, D = self.representation, self.features, self.design_jacobian()
+            model, rep, raw, D = self, self.representation, self.features, \
+                self.design_jacobian()
 
-            def jacobian():  # what it reads is held here (remove_data drops the model's)
+            def jacobian():  # remove_data() computes it first: the model's data are needed
+                g, g_prime, h_inv = derivatives or model._loss_derivatives(results)
                 return coefficient_jacobian(rep, raw, exog, np.asarray(results.params), D,
                                             g, g_prime, h_inv)
             if spec.cov_type != "naive":  # a naive fit computes J only if asked
                 jacobian = jacobian()
         second_influence = None  # only the cross term between the samples reads it
-        if self.pretrain_index is not None or pretrain_groups is not None:
+        if shared:
+            g, _, h_inv = derivatives
             weights = labeled_influence_weights(
                 spec, nobs=exog.shape[0], df_resid=results.df_resid, k_params=exog.shape[1],
                 groups=groups, leverage=(self._leverage(results)

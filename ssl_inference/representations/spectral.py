@@ -101,9 +101,13 @@ class SpectralContrastive(MEstimatorBase):
     ``S^{1/2} A'A S^{1/2}`` is the truncation of ``C = S^{-1/2} S_+ S^{-1/2}`` to its
     top-k (positive) eigenvalues, i.e. ``A_0 = diag(sqrt(lambda_{1..k})) W_k'`` with
     ``W = S^{-1/2} V``. Then minimise the sample loss (a quartic in ``A``) by SciPy's
-    exact trust-region method with the analytic gradient and Hessian. ``A`` is
+    Krylov trust-region method with the analytic gradient and the curvature of a
+    subsample of the triples (no full Hessian per step), finished by Newton steps; the
+    exact mean Hessian is formed once, at the end, for the influence. ``A`` is
     unconstrained, so the gradient is exactly zero at the optimum and the Euclidean
-    Hessian is the right curvature (THEORY.md §2, curvature caution).
+    Hessian is the right curvature (THEORY.md §2, curvature caution). In permutation
+    mode the negatives are never copied: the loss reads the features of the positive
+    views in the drawn order.
 
     **Gauge.** The rows of ``A`` are rotated so that ``A S A'`` (the features' second
     moment) is diagonal with decreasing entries, and each row is signed so that its
