@@ -1,7 +1,8 @@
 """Every pass close to a bare pass over X_pre (issue 13 §3): measured ratios.
 
-All times with one BLAS thread (``threadpoolctl``), best of ``--repeats``, in one
-process; every ratio is against a baseline timed in the same run:
+All times are CPU times of this process with one BLAS thread (``threadpoolctl``), best
+of ``--repeats``, in one process; every ratio is against a baseline timed in the same
+run (the 1-minute load average is reported with each row):
 
 * ``naive``: ``ssi.OLS/Logit(..., representation=rep).fit(cov_type="naive")`` (array
   and formula API) against plain statsmodels on the same design, once with the
@@ -44,13 +45,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def best(fn, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls."""
+    """Best CPU time of this process over ``repeats`` calls (with one BLAS thread it is
+    the work done, much less disturbed by other processes than the wall time)."""
     out = np.inf
     for _ in range(repeats):
         gc.collect()
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        out = min(out, time.perf_counter() - t0)
+        out = min(out, time.process_time() - t0)
     return out
 
 
@@ -209,8 +211,8 @@ def write_tables(rows: list[dict], stem: str) -> None:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["Measured by `benchmarks/bench_passes.py` (one BLAS thread, best of repeats; "
-             "ratios against a baseline timed in the same run).", ""]
+    lines = ["Measured by `benchmarks/bench_passes.py` (CPU seconds with one BLAS thread, "
+             "best of repeats; ratios against a baseline timed in the same run).", ""]
     for section in dict.fromkeys(row["section"] for row in rows):
         part = [row for row in rows if row["section"] == section]
         cols = list(dict.fromkeys(key for row in part for key in row if key != "section"))
