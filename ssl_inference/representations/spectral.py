@@ -645,6 +645,8 @@ GTOL = 1e-12
 #: Rows of the subsample whose Hessian the trust-region iterations use: at least this
 #: many per parameter (and at least a twentieth of the pairs).
 SUBSAMPLE_ROWS_PER_PARAMETER = 200
+#: Trust-region iterations between refreshes of the subsample's curvature.
+RESTART_ITERATIONS = 10
 
 
 def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
@@ -653,12 +655,14 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
 
     SciPy's Krylov trust-region method on the full loss and gradient (``O(m k d)`` each,
     the negatives' features gathered, never the negatives) with the curvature of a
-    subsample at the start ``A0`` (every ``s``-th triple, ``SUBSAMPLE_ROWS_PER_PARAMETER``
-    per parameter, at least 1 in 20: Hessian-vector products are then products with
-    a fixed q x q matrix that costs a fraction of a pass to form) until the
-    relative gradient is 1e-8, then Newton steps in the horizontal space with the
-    subsample's curvature there to 1e-10, and with the exact Hessian, formed once
-    (:func:`_mean_hessian`), to rounding (Newton steps do not need the loss to decrease
+    subsample (every ``s``-th triple, ``SUBSAMPLE_ROWS_PER_PARAMETER`` per parameter, at
+    least 1 in 20: Hessian-vector products are products with a q x q matrix that costs
+    a fraction of a pass to form, taken at ``A0`` and refreshed every
+    ``RESTART_ITERATIONS`` iterations) until the relative gradient is 1e-8 or the loss
+    no longer decreases measurably; then Newton steps in the horizontal space with the
+    subsample's curvature there to 1e-10 (when these do not get there, e.g. from a poor
+    start, SciPy's exact trust-region method with the full Hessian takes over), and with
+    the exact Hessian, formed once at the end (:func:`_mean_hessian`), to rounding (Newton steps do not need the loss to decrease
     measurably, which it cannot once the gradient is near rounding). The Hessian
     returned is that exact one, taken before the last steps: they move ``A`` by about
     the relative gradient (1e-10), so it is the Hessian at the returned ``A`` to that
@@ -684,13 +688,26 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
 
     rows = np.arange(0, m, max(1, min(m // (SUBSAMPLE_ROWS_PER_PARAMETER * A0.size), 20)))
     sub = (X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows))
-    H_sub = _mean_hessian(A0, *sub)
-    result = optimize.minimize(fun, A0.ravel(), jac=jac, hessp=lambda a, v: H_sub @ v,
-                               method="trust-krylov",
-                               options={"gtol": 1e-8 * scale, "maxiter": max_iter})
-    a, grad = result.x, jac(result.x)
+    a, used, size = A0.ravel(), 0, np.inf
+    while used < max_iter:  # the curvature is refreshed every RESTART_ITERATIONS
+        H_sub = _mean_hessian(a.reshape(k, d), *sub)
+        result = optimize.minimize(
+            fun, a, jac=jac, hessp=lambda _, v, H=H_sub: H @ v, method="trust-krylov",
+            options={"gtol": 1e-8 * scale, "maxiter": min(RESTART_ITERATIONS,
+                                                          max_iter - used)})
+        a, used = result.x, used + result.nit
+        previous, size = size, np.abs(jac(a)).max()
+        if result.success or size > 0.5 * previous:  # converged, or stalled: the loss
+            break                                   # no longer decreases measurably
+    grad = jac(a)
     a, grad = _newton_steps(a, grad, jac, _mean_hessian(a.reshape(k, d), *sub), (k, d),
-                            1e-10 * scale, max_steps=10)  # cheap: to 1e-10
+                            1e-10 * scale, max_steps=20)  # cheap: to 1e-10
+    if np.abs(grad).max() > 1e-10 * scale:  # not there (a hard start): exact curvature
+        result = optimize.minimize(
+            fun, a, jac=jac, hess=lambda a: _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma),
+            method="trust-exact", options={"gtol": 1e-8 * scale,
+                                           "maxiter": max(max_iter - used, 1)})
+        a, grad = result.x, jac(result.x)
     H = _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma)
     a, grad = _newton_steps(a, grad, jac, H, (k, d), 1e-14 * scale)  # exact: to rounding
     grad_size = float(np.abs(grad).max() / scale)
