@@ -658,8 +658,8 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
     subsample (every ``s``-th triple, ``SUBSAMPLE_ROWS_PER_PARAMETER`` per parameter, at
     least 1 in 20: Hessian-vector products are products with a q x q matrix that costs
     a fraction of a pass to form, taken at ``A0`` and refreshed every
-    ``RESTART_ITERATIONS`` iterations) until the relative gradient is 1e-8 or the loss
-    no longer decreases measurably; then Newton steps in the horizontal space with the
+    ``RESTART_ITERATIONS`` iterations) until the relative gradient is 1e-8 or a block of
+    iterations shrinks it less than tenfold; then Newton steps in the horizontal space with the
     subsample's curvature there to 1e-10 (when these do not get there, e.g. from a poor
     start, SciPy's exact trust-region method with the full Hessian takes over), and with
     the exact Hessian, formed once at the end (:func:`_mean_hessian`), to rounding (Newton steps do not need the loss to decrease
@@ -697,8 +697,8 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
                                                           max_iter - used)})
         a, used = result.x, used + result.nit
         previous, size = size, np.abs(jac(a)).max()
-        if result.success or size > 0.5 * previous:  # converged, or stalled: the loss
-            break                                   # no longer decreases measurably
+        if result.success or size > 0.1 * previous:  # converged, or slow: Newton steps
+            break                                   # need no measurable loss decrease
     grad = jac(a)
     a, grad = _newton_steps(a, grad, jac, _mean_hessian(a.reshape(k, d), *sub), (k, d),
                             1e-10 * scale, max_steps=20)  # cheap: to 1e-10
