@@ -130,8 +130,9 @@ def section_naive(args) -> list[dict]:
                      "ratio_vs_statsmodels": t["ours"] / t["plain"],
                      "ratio_vs_transform_and_statsmodels": t["ours"] / t["pipeline"],
                      "load_avg_1min": os.getloadavg()[0]})
-        print(f"naive {case:14s}: {t['ours'] * 1e3:7.2f} ms; statsmodels {t['plain'] * 1e3:7.2f}"
-              f" ms (x{t['ours'] / t['plain']:.2f}); transform + statsmodels "
+        print(f"naive {case:14s}: {t['ours'] * 1e3:7.2f} ms; statsmodels "
+              f"{t['plain'] * 1e3:7.2f} ms (x{t['ours'] / t['plain']:.2f}); "
+              "transform + statsmodels "
               f"{t['pipeline'] * 1e3:7.2f} ms (x{t['ours'] / t['pipeline']:.2f}); load "
               f"{os.getloadavg()[0]:.2f}")
     return rows

@@ -135,7 +135,8 @@ def test_two_stage_fits_match_the_generic_path(fitted, design):
         pytest.skip("overlap by rows needs X_pre rows as labeled inputs: spectral units "
                     "are triples (covered by the sums above)")
     rng = np.random.default_rng(3)
-    X_lab = X_pre[rng.choice(M, size=N, replace=False)] + 0.1 * rng.normal(size=(N, X_pre.shape[1]))
+    X_lab = X_pre[rng.choice(M, size=N, replace=False)] \
+        + 0.1 * rng.normal(size=(N, X_pre.shape[1]))
     Z = rng.normal(size=(N, 1))
     y = Z[:, 0] + X_lab[:, 0] + rng.normal(size=N)
     kwargs, cov = {}, {}

@@ -567,12 +567,6 @@ def _negatives(Xp, Xn, sigma, rows=slice(None)) -> np.ndarray:
     return Xn[rows] if sigma is None else Xp[sigma[rows]]
 
 
-def _negative_product(W, Xp, Xn, sigma) -> np.ndarray:
-    """``sum_i w_i x-_i'`` (W (m, k)) without forming the negatives: with
-    ``x-_i = x+_sigma(i)`` it is ``sum_j w_(sigma^-1 j) x+_j'``."""
-    return W.T @ Xn if sigma is None else _scatter(W, sigma).T @ Xp
-
-
 def _scatter(W, sigma) -> np.ndarray:
     """Rows of ``W`` moved to ``sigma``: ``out[sigma[i]] = W[i]``."""
     out = np.empty_like(W)
@@ -588,8 +582,9 @@ def _views_terms(A, X, Xp, Xn, sigma=None):
     return Fx, Fp, Fn, np.einsum("nk,nk->n", Fx, Fn)
 
 
-def _loss(A, X, Xp, Xn, sigma=None) -> float:
-    Fx, Fp, _, c = _views_terms(A, X, Xp, Xn, sigma)
+def _loss(A, X, Xp, Xn, sigma=None, terms=None) -> float:
+    """Mean loss; ``terms`` are :func:`_views_terms` at ``A`` when known."""
+    Fx, Fp, _, c = _views_terms(A, X, Xp, Xn, sigma) if terms is None else terms
     return float(np.mean(-2.0 * np.einsum("nk,nk->n", Fx, Fp) + c ** 2))
 
 
@@ -658,11 +653,12 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
     subsample (every ``s``-th triple, ``SUBSAMPLE_ROWS_PER_PARAMETER`` per parameter, at
     least 1 in 20: Hessian-vector products are products with a q x q matrix that costs
     a fraction of a pass to form, taken at ``A0`` and refreshed every
-    ``RESTART_ITERATIONS`` iterations) until the relative gradient is 1e-8 or a block of
-    iterations shrinks it less than tenfold; then Newton steps in the horizontal space with the
-    subsample's curvature there to 1e-10 (when these do not get there, e.g. from a poor
-    start, SciPy's exact trust-region method with the full Hessian takes over), and with
-    the exact Hessian, formed once at the end (:func:`_mean_hessian`), to rounding (Newton steps do not need the loss to decrease
+    ``RESTART_ITERATIONS`` iterations) until the relative gradient is 1e-8 or a block
+    of iterations shrinks it less than tenfold; then Newton steps in the horizontal
+    space with the subsample's curvature there to 1e-10 (when these do not get there,
+    e.g. from a poor start, SciPy's exact trust-region method with the full Hessian
+    takes over), and with the exact Hessian, formed once at the end
+    (:func:`_mean_hessian`), to rounding (Newton steps do not need the loss to decrease
     measurably, which it cannot once the gradient is near rounding). The Hessian
     returned is that exact one, taken before the last steps: they move ``A`` by about
     the relative gradient (1e-10), so it is the Hessian at the returned ``A`` to that
@@ -680,8 +676,7 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
         return cache["terms"]
 
     def fun(a):
-        Fx, Fp, _, c = terms(a)
-        return float(np.mean(-2.0 * np.einsum("nk,nk->n", Fx, Fp) + c ** 2))
+        return _loss(a.reshape(k, d), X, Xp, Xn, sigma, terms(a))
 
     def jac(a):
         return _mean_gradient(a.reshape(k, d), X, Xp, Xn, sigma, terms(a)).ravel()
