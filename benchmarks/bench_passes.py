@@ -212,7 +212,8 @@ def write_tables(rows: list[dict], stem: str) -> None:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["Measured by `benchmarks/bench_passes.py` (CPU seconds with one BLAS thread, "
+    lines = ["# Passes over the pre-training data, as multiples of a bare pass", "",
+             "Measured by `benchmarks/bench_passes.py` (CPU seconds with one BLAS thread, "
              "best of repeats; ratios against a baseline timed in the same run).", ""]
     for section in dict.fromkeys(row["section"] for row in rows):
         part = [row for row in rows if row["section"] == section]
