@@ -547,26 +547,3 @@ def test_link_predictions_with_missing_rows_subset_offsets(fitted):
     frame = res.get_prediction(new, offset=offset).summary_frame()
     ref = res.get_prediction(new.iloc[keep], offset=offset[keep]).summary_frame()
     pd.testing.assert_frame_equal(frame, ref)
-
-
-@pytest.mark.parametrize("layout", ["const-first", "const-last", "no-const", "two-consts",
-                                    "constant-feature"])
-def test_array_design_names_are_statsmodels_names(layout):
-    """The names of an array design come from the base block's variances alone (no pass
-    over the whole design at each fit) and equal statsmodels' own names, features
-    renamed."""
-    from ssl_inference.models._inputs import array_design_names
-    rng = np.random.default_rng(0)
-    z = rng.normal(size=(30, 2))
-    base = {"const-first": np.column_stack([np.ones(30), z]),
-            "const-last": np.column_stack([z, np.ones(30)]),
-            "no-const": z,
-            "two-consts": np.column_stack([np.ones(30), z, 2 * np.ones(30)]),
-            "constant-feature": z}[layout]
-    phi = rng.normal(size=(30, 2))
-    if layout == "constant-feature":
-        phi[:, 1] = 3.0
-    expected = sm.OLS(rng.normal(size=30), np.column_stack([base, phi])).exog_names
-    names = array_design_names(base, ["pc0", "pc1"])
-    assert names[:base.shape[1]] == expected[:base.shape[1]]
-    assert names[base.shape[1]:] == ["pc0", "pc1"]

@@ -190,30 +190,6 @@ def check_cluster_labels(groups, pretrain_groups, pretrain_index):
     return groups, pretrain_groups
 
 
-def array_design_names(base: np.ndarray, feature_names: list[str]) -> list[str]:
-    """Names of the array design ``[base, features]``: statsmodels' names of the columns
-    of an array ``exog`` (as ``ModelData.xnames`` makes them: ``const`` at the first
-    column of zero variance, ``x1, x2, ...`` for the others) for the base block, then
-    the feature names.
-
-    The base block's variances decide where statsmodels would put ``const`` among the
-    base columns whatever the features are, so the whole design's variances (a pass
-    over all its columns at every fit) are not needed.
-
-    Examples
-    --------
-    >>> array_design_names(np.column_stack([np.ones(3), [1.0, 2.0, 4.0]]), ["pc0"])
-    ['const', 'x1', 'pc0']
-    """
-    var = base.var(axis=0)
-    names = [f"x{i}" for i in range(1, base.shape[1] + 1)]
-    if (var == 0).any():
-        const = int(var.argmin())
-        names = names[:-1]
-        names.insert(const, "const")
-    return names + list(feature_names)
-
-
 def subset_rows(obj, keep: np.ndarray):
     """Rows ``keep`` (boolean) of an array, Series or DataFrame; scalars pass through."""
     if obj is None or np.ndim(obj) == 0:

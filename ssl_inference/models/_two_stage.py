@@ -23,9 +23,8 @@ from ..exceptions import FirstStageBlindError, GaugeDependentDesignError
 from .._formula import formula_variables, mentioned_names
 from ..jacobian import coefficient_jacobian
 from ..jackknife import two_stage_jackknife
-from ._inputs import (align_rows, align_series, array_design_names, check_cluster_labels,
-                      check_pretrain_index, check_representation, drop_missing_rows,
-                      row_index, subset_rows)
+from ._inputs import (align_rows, align_series, check_cluster_labels, check_pretrain_index,
+                      check_representation, drop_missing_rows, row_index, subset_rows)
 
 TWO_STAGE_DOC = """
     representation : Representation, optional
@@ -117,9 +116,6 @@ class TwoStageModelMixin:
     features = None
     feature_columns = None
     pretrain_index = None
-    #: ``exog_names`` name exactly the design's columns (not so for models that name
-    #: further parameters there, e.g. NegativeBinomial's ``alpha``)
-    _exog_names_are_design = True
 
     # ------------------------------------------------------------ construction
     def _init_two_stage(self, endog, exog, *, representation, features, pretrain_index,
@@ -165,7 +161,6 @@ class TwoStageModelMixin:
                                                                  rowwise)
         names = list(rep.get_feature_names_out())
         phi = rep._transform(raw)
-        design_names = None
         if isinstance(exog, pd.DataFrame):
             clash = sorted(set(names) & set(map(str, exog.columns)))
             if clash:
@@ -174,26 +169,19 @@ class TwoStageModelMixin:
             exog = pd.concat([exog, pd.DataFrame(phi, index=exog.index, columns=names)], axis=1)
         else:
             exog_arr = np.asarray(exog, dtype=float)
-            exog_arr = exog_arr.reshape(len(exog_arr), -1)
-            exog = np.column_stack([exog_arr, phi])
-            design_names = array_design_names(exog_arr, names)
+            exog = np.column_stack([exog_arr.reshape(len(exog_arr), -1), phi])
         state = dict(representation=rep, raw=raw, positions=positions, n_input=n_input,
-                     pretrain_index=None if pidx is None else pidx[positions],
-                     design_names=design_names)
+                     pretrain_index=None if pidx is None else pidx[positions])
         return endog, exog, rowwise, state
 
     def _attach_two_stage(self, *, representation, raw, positions, n_input, pretrain_index,
-                          feature_columns=None, design=None, allow_gauge=False,
-                          design_names=None) -> None:
-        """Attach the first stage; ``design`` maps features to the design (formulas),
-        ``design_names`` names the columns of an array design."""
+                          feature_columns=None, design=None, allow_gauge=False) -> None:
+        """Attach the first stage; ``design`` maps features to the design (formulas)."""
         names = list(representation.get_feature_names_out())
         if design is None:  # array input: the features are the last columns
             k = len(names)
             columns = self._design_name_positions()
-            if design_names is not None and self._exog_names_are_design:
-                self.data.xnames = design_names
-            xnames = list(self.exog_names)
+            xnames = list(self.exog_names)  # statsmodels recomputes them at every access
             if not set(names) <= set(xnames):
                 # statsmodels named the appended feature columns x1, x2, ...
                 for column, name in zip(columns[-k:], names):

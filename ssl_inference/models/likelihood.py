@@ -96,8 +96,6 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
     True
     """
 
-    _exog_names_are_design = False  # statsmodels names extra parameters there too
-
     _plain_fit_kwds = {"disp": 0}
     _unsupported_second_stages = LIKELIHOOD_UNSUPPORTED
     _computed_second_stage = LIKELIHOOD_COMPUTED
