@@ -421,10 +421,11 @@ class TwoStageCovariance:
         never needs it).
     cov_second : ndarray (d, d)
         Second-stage covariance as statsmodels computes it.
-    second_influence : ndarray (n, d)
+    second_influence : ndarray (n, d), or None
         Per-row second-stage influence ``a*_j`` (contribution to ``beta_hat``). Only
         its sums over the units shared by the two samples are kept for the cross term
-        (computed here), so it may be dropped afterwards (``remove_data``).
+        (computed here), so it may be dropped afterwards (``remove_data``); None when
+        the samples share no units (no ``pretrain_index``, no ``pretrain_groups``).
     pretrain_index : ndarray (n,) of int, optional
         Row of ``X_pre`` for each labeled row, or -1.
     groups, pretrain_groups : array_like, optional

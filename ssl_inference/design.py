@@ -250,8 +250,8 @@ class FormulaFeatures(FeatureDesign):
                                     for n in self.feature_names])
         moved: dict[int, set] = {f: set() for f in range(len(self.feature_names))}
         for factor in formula_factors(model_spec):
-            used = [f for f, name in enumerate(self.feature_names)
-                    if name in names_in(factor.expression)]
+            mentioned = names_in(factor.expression)
+            used = [f for f, name in enumerate(self.feature_names) if name in mentioned]
             if not used:
                 continue
             if factor.categorical or factor.stateful:
@@ -279,7 +279,7 @@ class FormulaFeatures(FeatureDesign):
         return self._data.model_spec
 
     def build(self, rows: pd.DataFrame, phi: np.ndarray) -> np.ndarray:
-        frame = rows.copy()
+        frame = rows.copy(deep=False)  # copy-on-write: the other columns are shared
         for i, name in enumerate(self.feature_names):
             frame[name] = phi[:, i]
         return design_for(self.model_spec, frame, check_missing=False)

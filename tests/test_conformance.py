@@ -116,8 +116,8 @@ def test_every_built_in_first_stage_passes(name):
 class WrongSignInfluence(ssi.FactorModel):
     """IF = +H^+ psi: influence and its stream both flipped (consistent, but wrong)."""
 
-    def _prepare_contraction(self, K):
-        return -super()._prepare_contraction(K)
+    def _contract_units(self, U, prepared):
+        return -super()._contract_units(U, prepared)
 
 
 class DoubledVJP(ssi.PCA):

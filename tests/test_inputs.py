@@ -380,6 +380,24 @@ def test_remove_data_drops_first_stage_data_and_keeps_prediction(problem, case):
         res.get_prediction()
 
 
+@pytest.mark.parametrize("family", ["ols", "logit"])
+def test_naive_fit_computes_the_jacobian_only_when_asked_also_after_remove_data(problem,
+                                                                               family):
+    """A naive fit skips the loss derivatives and J (issue 13 §3); J is computed on first
+    use, and remove_data() computes it before dropping the data it needs."""
+    rep, df, cols, _ = _removal_cases(problem)
+    fit = {"ols": lambda f, **kw: smf.ols("y ~ z", df, representation=rep,
+                                          features=cols).fit(**kw),
+           "logit": lambda f, **kw: smf.logit("yb ~ z", df, representation=rep,
+                                              features=cols).fit(disp=0, **kw)}[family]
+    J = fit(None)._covariance.jacobian
+    naive = fit(None, cov_type="naive")
+    assert callable(naive._covariance.__dict__["_jacobian"])  # not computed by the fit
+    naive.remove_data()
+    assert naive.model.exog is None
+    np.testing.assert_allclose(naive._covariance.jacobian, J, rtol=1e-12, atol=0)
+
+
 # -------------------------------------------------------- 6. conf_int(cols=...)
 def test_conf_int_cols(fitted):
     rep, _, df, cols = fitted

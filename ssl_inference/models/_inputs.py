@@ -200,14 +200,12 @@ def subset_rows(obj, keep: np.ndarray):
 
 
 def drop_missing_rows(missing: str, endog, exog, raw: np.ndarray, rowwise: dict):
-    """With ``missing='drop'``, remove rows with NaN in any input; return the kept positions."""
+    """With ``missing='drop'``, remove rows with NaN in any input; return the kept positions.
+
+    ``raw`` has been validated: it holds NaN only with ``missing='drop'``.
+    """
     n = raw.shape[0]
     if missing != "drop":
-        if np.isnan(raw).any():
-            raise ValueError(
-                "features contain NaN; pass missing='drop' to drop those rows from outcome, "
-                "covariates and features together, or impute them."
-            )
         return endog, exog, raw, rowwise, np.arange(n)
     arrays = [endog, exog, raw] + [v for v in rowwise.values()
                                    if v is not None and np.ndim(v) > 0 and len(v) == n]

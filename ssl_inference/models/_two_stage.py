@@ -181,9 +181,9 @@ class TwoStageModelMixin:
         if design is None:  # array input: the features are the last columns
             k = len(names)
             columns = self._design_name_positions()
-            if not all(n in self.exog_names for n in names):
+            xnames = list(self.exog_names)  # statsmodels recomputes them at every access
+            if not set(names) <= set(xnames):
                 # statsmodels named the appended feature columns x1, x2, ...
-                xnames = list(self.exog_names)
                 for column, name in zip(columns[-k:], names):
                     xnames[column] = name
                 self.data.xnames = xnames
@@ -236,7 +236,9 @@ class TwoStageModelMixin:
         if isinstance(self.feature_design, AppendedFeatures):
             base = np.asarray(self.exog, dtype=float)[:, :-len(self.feature_names)]
             return base if index is None else base[index]
-        frame = self.data.frame.loc[self.data.row_labels]
+        frame, labels = self.data.frame, self.data.row_labels
+        if not (len(labels) == len(frame) and frame.index.equals(labels)):
+            frame = frame.loc[labels]  # rows dropped (missing values)
         return frame if index is None else frame.iloc[index]
 
     def _sample_features(self) -> np.ndarray:
@@ -301,15 +303,18 @@ class TwoStageModelMixin:
                              "another feature_prefix.")
         missing = kwargs.get("missing", "drop")
         raw_all = rep._validate_rows(data[cols], "features", allow_nan=(missing == "drop"))
-        frame = data.copy()
+        frame = data.copy(deep=False)  # copy-on-write: the user's columns are not copied
         complete = ~np.isnan(raw_all).any(axis=1)
         if not complete.all() and missing != "drop":
             raise ValueError(
                 f"{int((~complete).sum())} rows have NaN in the feature columns; use "
                 "missing='drop' (the formula default) or impute them."
             )
-        phi = np.full((len(data), len(names)), np.nan)
-        phi[complete] = rep._transform(raw_all[complete])
+        if complete.all():
+            phi = rep._transform(raw_all)
+        else:
+            phi = np.full((len(data), len(names)), np.nan)
+            phi[complete] = rep._transform(raw_all[complete])
         for i, name in enumerate(names):
             frame[name] = phi[:, i]
         mentioned = mentioned_names(formula, names)
@@ -318,16 +323,19 @@ class TwoStageModelMixin:
         advance_eval_env(kwargs)
         mod = super().from_formula(full_formula, frame, None, drop_cols, *args, **kwargs)
         positions = frame.index.get_indexer(mod.data.row_labels)
+        every_row = positions.size == len(frame) and bool(
+            (positions == np.arange(len(frame))).all())
         design = FormulaFeatures(mod.data, names,
                                  [mod.exog_names[p] for p in mod._design_name_positions()],
-                                 phi[positions])
+                                 phi if every_row else phi[positions])
         if design.feature_cols.size == 0:
             raise ValueError(
                 f"The formula '{formula}' removes every learned feature "
                 f"({', '.join(names)}) from the design: nothing of the first stage is "
                 "left to estimate. Fit the plain statsmodels model instead.")
         mod._attach_two_stage(
-            representation=rep, raw=raw_all[positions], positions=positions,
+            representation=rep, raw=raw_all if every_row else raw_all[positions],
+            positions=positions,
             n_input=len(frame), feature_columns=cols, design=design, allow_gauge=allow_gauge,
             pretrain_index=None if pretrain_index is None else pretrain_index[positions])
         return mod
@@ -452,21 +460,29 @@ class TwoStageModelMixin:
         """
         if spec.second_stage in self._computed_second_stage:
             spec = spec.with_second_stage(self._computed_second_stage[spec.second_stage])
-        g, g_prime, h_inv = self._loss_derivatives(results)
         exog = np.asarray(self.exog, dtype=float)
+        shared = self.pretrain_index is not None or pretrain_groups is not None
+        # a naive fit without shared units needs no loss derivatives unless J is asked for
+        derivatives = (None if jacobian is None and spec.cov_type == "naive" and not shared
+                       else self._loss_derivatives(results))
         if jacobian is None:
-            rep, raw, D = self.representation, self.features, self.design_jacobian()
+            model, rep, raw, D = self, self.representation, self.features, \
+                self.design_jacobian()
 
-            def jacobian():  # what it reads is held here (remove_data drops the model's)
+            def jacobian():  # remove_data() computes it first: the model's data are needed
+                g, g_prime, h_inv = derivatives or model._loss_derivatives(results)
                 return coefficient_jacobian(rep, raw, exog, np.asarray(results.params), D,
                                             g, g_prime, h_inv)
             if spec.cov_type != "naive":  # a naive fit computes J only if asked
                 jacobian = jacobian()
-        weights = labeled_influence_weights(
-            spec, nobs=exog.shape[0], df_resid=results.df_resid, k_params=exog.shape[1],
-            groups=groups, leverage=(self._leverage(results)
-                                     if spec.second_stage in ("HC2", "HC3") else None))
-        second_influence = -(exog * (g * np.sqrt(weights))[:, None]) @ h_inv
+        second_influence = None  # only the cross term between the samples reads it
+        if shared:
+            g, _, h_inv = derivatives
+            weights = labeled_influence_weights(
+                spec, nobs=exog.shape[0], df_resid=results.df_resid, k_params=exog.shape[1],
+                groups=groups, leverage=(self._leverage(results)
+                                         if spec.second_stage in ("HC2", "HC3") else None))
+            second_influence = -(exog * (g * np.sqrt(weights))[:, None]) @ h_inv
         return TwoStageCovariance(
             representation=self.representation, jacobian=jacobian,
             cov_second=np.asarray(results.cov_params()), second_influence=second_influence,

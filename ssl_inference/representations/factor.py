@@ -539,6 +539,55 @@ class FactorModel(MEstimatorBase):
             s_psi = s_psi.sum(axis=1, keepdims=True)
         return np.hstack([A, s_L.reshape(len(V), -1), s_psi])
 
+    def _prepare_contraction(self, K: np.ndarray | None):
+        r"""Fold ``-K H_h^+`` into the score formula (chunks cost ``O(rows p (k + r + k r))``).
+
+        With ``Kt = -K H_h^+`` split into its blocks ``Kt_mu`` (r, p), ``Kt_Lambda``
+        (r, k, p) and ``Kt_psi`` (r, p) (PPCA: the single column repeated), the
+        contracted score of a row with ``a = Sigma^{-1} (x - mu)`` is
+
+        .. math:: Kt\, s(x) = Kt_\mu a + \sum_l (\Lambda'a)_l\, Kt_{\Lambda,l} a
+                  + \tfrac12 Kt_\psi (a \circ a) + c, \qquad
+                  c = -\sum_{l,i} (\Sigma^{-1}\Lambda)_{il} Kt_{\Lambda,li}
+                      - \tfrac12 Kt_\psi \operatorname{diag}\Sigma^{-1},
+
+        so a chunk needs ``a`` (Woodbury: ``a = Psi^{-1}(v - Lambda (I + M)^{-1}
+        Lambda'Psi^{-1} v)``, ``O(rows p k)``; ``Sigma^{-1} v`` directly in a Heywood
+        case, where ``Psi^{-1}`` is ill-conditioned) and one product with
+        ``P = [Lambda, Kt_mu', Kt_Lambda,0', ..., Kt_Lambda,k-1']`` (p x (k + r + k r)),
+        never the (rows, q) scores. ``K`` None gives the plain influence (``Kt = -H_h^+``).
+        """
+        Kt = super()._prepare_contraction(K)
+        r, k, p = Kt.shape[0], self.n_factors, self.n_features_in_
+        L, psi = self.components_.T, self.noise_variance_
+        Sigma_inv = inv_spd(L @ L.T + np.diag(psi))
+        K_L = Kt[:, p:p + k * p].reshape(r, k, p)
+        K_psi = np.broadcast_to(Kt[:, p + k * p:], (r, p))            # PPCA: repeated
+        P = np.hstack([L, Kt[:, :p].T, K_L.transpose(2, 1, 0).reshape(p, k * r)])
+        const = (-np.einsum("il,rli->r", Sigma_inv @ L, K_L)
+                 - 0.5 * K_psi @ np.diag(Sigma_inv))
+        woodbury = None
+        if np.all(psi >= HEYWOOD_RATIO * np.diag(self._sample_cov)):
+            B = self.components_ / psi                                 # Lambda' Psi^-1
+            woodbury = (B, inv_spd(np.eye(k) + B @ L) @ B)
+        return P, 0.5 * K_psi.T, const, Sigma_inv, woodbury, r
+
+    def _contract_units(self, U: np.ndarray, prepared) -> np.ndarray:
+        P, Q, const, Sigma_inv, woodbury, r = prepared
+        k = self.n_factors
+        V = U - self.mean_
+        if woodbury is None:
+            A = V @ Sigma_inv
+        else:
+            B, GB = woodbury
+            A = V / self.noise_variance_ - (V @ B.T) @ GB
+        T = A @ P
+        out = T[:, k:k + r] + np.einsum("cl,clr->cr", T[:, :k],
+                                        T[:, k + r:].reshape(-1, k, r))
+        out += (A * A) @ Q
+        out += const
+        return out
+
     def score_samples(self, X) -> np.ndarray:
         """Gaussian log-likelihood ``log N(x; mu, Sigma)`` of each row, (n,).
 

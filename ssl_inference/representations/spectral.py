@@ -101,9 +101,13 @@ class SpectralContrastive(MEstimatorBase):
     ``S^{1/2} A'A S^{1/2}`` is the truncation of ``C = S^{-1/2} S_+ S^{-1/2}`` to its
     top-k (positive) eigenvalues, i.e. ``A_0 = diag(sqrt(lambda_{1..k})) W_k'`` with
     ``W = S^{-1/2} V``. Then minimise the sample loss (a quartic in ``A``) by SciPy's
-    exact trust-region method with the analytic gradient and Hessian. ``A`` is
+    Krylov trust-region method with the analytic gradient and the curvature of a
+    subsample of the triples (no full Hessian per step), finished by Newton steps; the
+    exact mean Hessian is formed once, at the end, for the influence. ``A`` is
     unconstrained, so the gradient is exactly zero at the optimum and the Euclidean
-    Hessian is the right curvature (THEORY.md §2, curvature caution).
+    Hessian is the right curvature (THEORY.md §2, curvature caution). In permutation
+    mode the negatives are never copied: the loss reads the features of the positive
+    views in the drawn order.
 
     **Gauge.** The rows of ``A`` are rotated so that ``A S A'`` (the features' second
     moment) is diagonal with decreasing entries, and each row is signed so that its
@@ -203,7 +207,7 @@ class SpectralContrastive(MEstimatorBase):
         True
         """
         k = self.n_components
-        X_, Xp, Xn, mode = self._parse_views(X, X_pos, X_neg)
+        X_, Xp, Xn, mode, units = self._parse_views(X, X_pos, X_neg)
         m, d = X_.shape
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < d:
             raise ValueError(
@@ -219,23 +223,24 @@ class SpectralContrastive(MEstimatorBase):
                 "features."
             )
         sigma = None
-        if mode == "permutation":
+        if mode == "permutation":  # negatives x-_i = x+_sigma(i), never copied
             sigma = _cyclic_derangement(m, np.random.default_rng(self.random_state))
-            Xn = Xp[sigma]
         else:
             _warn_if_reused(Xp, Xn)
         S = X_.T @ X_ / m
         lam, W = _generalized_eigen(S, _sym(X_.T @ Xp) / m, k)
         A0 = np.sqrt(lam[:k])[:, None] * W[:, :k].T
-        A, converged, grad_size = _minimise(A0, X_, Xp, Xn, self.max_iter)
+        A, converged, grad_size, H = _minimise(A0, X_, Xp, Xn, self.max_iter, sigma)
         if not converged:
             warnings.warn(
                 f"The refinement of the spectral contrastive loss stopped after "
                 f"{self.max_iter} iterations with relative gradient {grad_size:.1e}; A may "
                 "not be a minimum and its influence function assumes a zero gradient. "
                 "Increase max_iter or check the data.", ConvergenceWarning, stacklevel=2)
-        A = _gauge(A, S)
-        self.linearize(_mean_hessian(A, X_, Xp, Xn), rotation_tangent(A))
+        Q = _gauge(A, S)
+        A = Q @ A
+        T = np.kron(Q, np.eye(d))  # vec(Q A) = T vec(A): the invariant loss moves H to T H T'
+        self.linearize(T @ H @ T.T, rotation_tangent(A))
 
         if isinstance(X, pd.DataFrame) and X_pos is not None:
             self._record_input_names(self, X)
@@ -245,8 +250,9 @@ class SpectralContrastive(MEstimatorBase):
         self.nobs_ = m
         self.negatives_ = mode
         self.negative_index_ = sigma
-        self.pretrain_data_ = (np.hstack([X_, Xp]) if mode == "permutation"
-                               else np.hstack([X_, Xp, Xn]))
+        if units is None:  # the single-array layout of the views
+            units = np.hstack([X_, Xp] if mode == "permutation" else [X_, Xp, Xn])
+        self.pretrain_data_ = units
         self.second_moment_ = S
         self.generalized_eigenvalues_ = lam
         self.components_ = A
@@ -280,8 +286,8 @@ class SpectralContrastive(MEstimatorBase):
                     f"side by side, so its width must be a multiple of {views}; got "
                     f"{Z.shape[1]} columns."
                 )
-            parts = np.split(Z, views, axis=1)
-            return (parts[0], parts[1], parts[2] if views == 3 else None, self.negatives)
+            parts = np.split(Z, views, axis=1)  # views of Z, no copies
+            return (parts[0], parts[1], parts[2] if views == 3 else None, self.negatives, Z)
         mode = "given" if X_neg is not None else "permutation"
         if self.negatives != "auto" and self.negatives != mode:
             raise ValueError(
@@ -296,7 +302,7 @@ class SpectralContrastive(MEstimatorBase):
             if arr is not None and arr.shape != X_.shape:
                 raise ValueError(f"{name} has shape {arr.shape} but X has shape {X_.shape}: "
                                  "each row of X needs its own view.")
-        return X_, Xp, Xn, mode
+        return X_, Xp, Xn, mode, None
 
     def _warn_if_unidentified(self, lam, W, X, Xp) -> None:
         """Warn when ``lambda_k - max(lambda_{k+1}, 0)`` is within 2 SE of zero.
@@ -390,9 +396,12 @@ class SpectralContrastive(MEstimatorBase):
         """Triples ``[x, x+, x-]``: in permutation mode the negative of pair ``i`` is the
         positive view of pair ``negative_index_[i]``."""
         if self.negatives_ == "given":
-            return X[start:stop]
+            return np.asarray(X[start:stop], dtype=np.float64)
         d = self.n_features_in_
-        return np.hstack([X[start:stop], X[self.negative_index_[start:stop], d:]])
+        out = np.empty((stop - start, 3 * d))
+        out[:, :2 * d] = X[start:stop]
+        out[:, 2 * d:] = X[self.negative_index_[start:stop], d:]
+        return out
 
     _unit_layout = "triples [x, x+, x-] of views side by side"
 
@@ -437,6 +446,71 @@ class SpectralContrastive(MEstimatorBase):
             s += _negative_share(A, MS, Xp) - _negative_share(A, MS, Xn)
         return s.reshape(len(Z), -1)
 
+    def _prepare_contraction(self, K: np.ndarray | None):
+        r"""Fold ``Kt = -K H_h^+`` into the score formula: no (rows, k d) score arrays.
+
+        Every term of the per-triple score is an outer product ``u v'`` of a k-vector
+        ``u`` (features of a view) and a d-vector ``v`` (a view), whose contraction with
+        ``Kt`` (r x k d, blocks ``Kt_r`` (k, d)) is ``u' Kt_r v``. With
+        ``P = [Kt_1', ..., Kt_r']`` arranged (d, k r), ``v' P`` gives ``Kt_r v`` for all
+        ``r`` at once and ``u`` contracts it: one product per view,
+        ``x [A', P]`` and ``b [A', M S A', P, M S P]`` for ``b = x+, x-``
+        (``M S P`` for the reuse correction ``g_2`` of permutation mode), so a chunk costs
+        ``O(rows d k r)``. ``K`` None gives the plain influence (``Kt = -H_h^+``).
+        """
+        Kt = super()._prepare_contraction(K)
+        r = Kt.shape[0]
+        k, d = self.components_.shape
+        A = self.components_
+        P = Kt.reshape(r, k, d).transpose(2, 1, 0).reshape(d, k * r)
+        if self.negatives_ == "permutation":
+            MS = A.T @ A @ self.second_moment_
+            views = np.hstack([A.T, MS @ A.T, P, MS @ P])
+        else:
+            views = np.hstack([A.T, P])
+        return np.hstack([A.T, P]), views, r
+
+    def influence_contract(self, K: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        """Stream ``IF(U_chunk) K'`` (see :meth:`MEstimatorBase.influence_contract`),
+        reading each chunk's views in place: only the negatives are gathered."""
+        self._check_fitted()
+        prepared = self._prepare_contraction(np.atleast_2d(np.asarray(K, dtype=float)))
+        X, d = self.pretrain_data_, self.n_features_in_
+        for start in range(0, self.nobs_, chunk_rows):
+            stop = min(start + chunk_rows, self.nobs_)
+            pairs = X[start:stop]
+            negatives = (X[start:stop, 2 * d:] if self.negatives_ == "given"
+                         else X[self.negative_index_[start:stop], d:])
+            yield start, stop, self._contract_views(pairs[:, :d], pairs[:, d:2 * d],
+                                                    negatives, prepared)
+
+    def _contract_units(self, U: np.ndarray, prepared) -> np.ndarray:
+        d = self.n_features_in_
+        return self._contract_views(U[:, :d], U[:, d:2 * d], U[:, 2 * d:], prepared)
+
+    def _contract_views(self, X, Xp, Xn, prepared) -> np.ndarray:
+        """``IF K'`` of the triples ``(x, x+, x-)`` (three (n, d) arrays), from the
+        prepared products of :meth:`_prepare_contraction`."""
+        P_x, P_views, r = prepared
+        k = self.n_components
+        permutation = self.negatives_ == "permutation"
+        # transposed (columns, rows) layout: the per-row arithmetic runs along rows
+        T_x = P_x.T @ X.T
+        T_p = P_views.T @ Xp.T
+        T_n = P_views.T @ Xn.T
+        F_x, F_p, F_n = T_x[:k], T_p[:k], T_n[:k]
+        c = np.einsum("kn,kn->n", F_x, F_n)
+        u_x = 2.0 * c * F_n - 2.0 * F_p
+        u_p, u_n = -2.0 * F_x, 2.0 * c * F_x
+        if permutation:  # the reuse correction g_2(x+) - g_2(x-)
+            u_p = np.vstack([u_p + 2.0 * T_p[k:2 * k], 2.0 * F_p])
+            u_n = np.vstack([u_n - 2.0 * T_n[k:2 * k], -2.0 * F_n])
+        lead = 2 * k if permutation else k  # rows before the contracted ones
+        n = X.shape[0]
+        out = np.einsum("an,arn->rn", u_x, T_x[k:].reshape(k, r, n))
+        out += np.einsum("an,arn->rn", u_p, T_p[lead:].reshape(-1, r, n))
+        out += np.einsum("an,arn->rn", u_n, T_n[lead:].reshape(-1, r, n))
+        return out.T
 
 # --------------------------------------------------------------------------- helpers
 def _sym(M: np.ndarray) -> np.ndarray:
@@ -487,20 +561,41 @@ def _generalized_eigen(S: np.ndarray, S_pos: np.ndarray, k: int):
     return lam, root_inv @ V
 
 
-def _views_terms(A, X, Xp, Xn):
-    Fx, Fp, Fn = X @ A.T, Xp @ A.T, Xn @ A.T
+def _negatives(Xp, Xn, sigma, rows=slice(None)) -> np.ndarray:
+    """Rows ``rows`` of the negatives: ``X_pos[sigma]`` (permutation mode, gathered only
+    for these rows) or the given ``Xn``."""
+    return Xn[rows] if sigma is None else Xp[sigma[rows]]
+
+
+def _scatter(W, sigma) -> np.ndarray:
+    """Rows of ``W`` moved to ``sigma``: ``out[sigma[i]] = W[i]``."""
+    out = np.empty_like(W)
+    out[sigma] = W
+    return out
+
+
+def _views_terms(A, X, Xp, Xn, sigma=None):
+    """Features of the three views and ``c = <Ax, Ax->``; with ``sigma`` (permutation
+    mode) the negatives' features are ``(X_pos A')[sigma]``, no copy of the views."""
+    Fx, Fp = X @ A.T, Xp @ A.T
+    Fn = Fp[sigma] if sigma is not None else Xn @ A.T
     return Fx, Fp, Fn, np.einsum("nk,nk->n", Fx, Fn)
 
 
-def _loss(A, X, Xp, Xn) -> float:
-    Fx, Fp, _, c = _views_terms(A, X, Xp, Xn)
+def _loss(A, X, Xp, Xn, sigma=None, terms=None) -> float:
+    """Mean loss; ``terms`` are :func:`_views_terms` at ``A`` when known."""
+    Fx, Fp, _, c = _views_terms(A, X, Xp, Xn, sigma) if terms is None else terms
     return float(np.mean(-2.0 * np.einsum("nk,nk->n", Fx, Fp) + c ** 2))
 
 
-def _mean_gradient(A, X, Xp, Xn) -> np.ndarray:
-    Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn)
-    G = -2.0 * (Fp.T @ X + Fx.T @ Xp) + 2.0 * ((c[:, None] * Fn).T @ X
-                                               + (c[:, None] * Fx).T @ Xn)
+def _mean_gradient(A, X, Xp, Xn, sigma=None, terms=None) -> np.ndarray:
+    """Mean gradient (k, d); ``terms`` are :func:`_views_terms` at ``A`` when known."""
+    Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn, sigma) if terms is None else terms
+    G = (2.0 * c[:, None] * Fn - 2.0 * Fp).T @ X
+    if sigma is None:
+        G += (2.0 * c[:, None] * Fx).T @ Xn - 2.0 * Fx.T @ Xp
+    else:  # both products with X_pos in one
+        G += (_scatter(2.0 * c[:, None] * Fx, sigma) - 2.0 * Fx).T @ Xp
     return G / X.shape[0]
 
 
@@ -519,7 +614,7 @@ def _negative_share(A, MS, B) -> np.ndarray:
                   + (BMS @ A.T)[:, :, None] * B[:, None, :])
 
 
-def _mean_hessian(A, X, Xp, Xn) -> np.ndarray:
+def _mean_hessian(A, X, Xp, Xn, sigma=None) -> np.ndarray:
     """``I_k (x) mean[-2(x x+' + x+ x') + 2c(x x-' + x- x')] + 2 mean[g g']``."""
     k, d = A.shape
     m = X.shape[0]
@@ -527,7 +622,7 @@ def _mean_hessian(A, X, Xp, Xn) -> np.ndarray:
     outer = np.zeros((k * d, k * d))
     for start in range(0, m, DEFAULT_CHUNK_ROWS):
         rows = slice(start, start + DEFAULT_CHUNK_ROWS)
-        x, xp, xn = X[rows], Xp[rows], Xn[rows]
+        x, xp, xn = X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows)
         Fx, _, Fn, c = _views_terms(A, x, xp, xn)
         block += -2.0 * (x.T @ xp + xp.T @ x) + 2.0 * ((x * c[:, None]).T @ xn
                                                        + (xn * c[:, None]).T @ x)
@@ -539,44 +634,104 @@ def _mean_hessian(A, X, Xp, Xn) -> np.ndarray:
     return 2.0 * outer / m
 
 
-def _minimise(A0, X, Xp, Xn, max_iter: int):
-    """Minimise the sample loss from ``A0``; returns (A, converged, relative gradient).
+GTOL = 1e-12
 
-    SciPy's exact trust-region method (analytic gradient and Hessian) until the relative
-    gradient is 1e-8, then Newton steps in the horizontal space (they do not need the
-    loss to decrease measurably, which it cannot once the gradient is near rounding).
+
+#: Rows of the subsample whose Hessian the trust-region iterations use: at least this
+#: many per parameter (and at least a twentieth of the pairs).
+SUBSAMPLE_ROWS_PER_PARAMETER = 200
+#: Trust-region iterations between refreshes of the subsample's curvature.
+RESTART_ITERATIONS = 10
+
+
+def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
+    """Minimise the sample loss from ``A0``; returns (A, converged, relative gradient,
+    mean Hessian).
+
+    SciPy's Krylov trust-region method on the full loss and gradient (``O(m k d)`` each,
+    the negatives' features gathered, never the negatives) with the curvature of a
+    subsample (every ``s``-th triple, ``SUBSAMPLE_ROWS_PER_PARAMETER`` per parameter, at
+    least 1 in 20: Hessian-vector products are products with a q x q matrix that costs
+    a fraction of a pass to form, taken at ``A0`` and refreshed every
+    ``RESTART_ITERATIONS`` iterations) until the relative gradient is 1e-8 or a block
+    of iterations shrinks it less than tenfold; then Newton steps in the horizontal
+    space with the subsample's curvature there to 1e-10 (when these do not get there,
+    e.g. from a poor start, SciPy's exact trust-region method with the full Hessian
+    takes over), and with the exact Hessian, formed once at the end
+    (:func:`_mean_hessian`), to rounding (Newton steps do not need the loss to decrease
+    measurably, which it cannot once the gradient is near rounding). The Hessian
+    returned is that exact one, taken before the last steps: they move ``A`` by about
+    the relative gradient (1e-10), so it is the Hessian at the returned ``A`` to that
+    accuracy.
     """
     k, d = A0.shape
-    scale = 4.0 * np.linalg.norm(A0) * np.abs(X.T @ Xp).max() / X.shape[0]
+    m = X.shape[0]
+    scale = 4.0 * np.linalg.norm(A0) * np.abs(X.T @ Xp).max() / m
+    cache: dict = {}
+
+    def terms(a):
+        key = a.tobytes()
+        if cache.get("key") != key:
+            cache.update(key=key, terms=_views_terms(a.reshape(k, d), X, Xp, Xn, sigma))
+        return cache["terms"]
 
     def fun(a):
-        return _loss(a.reshape(k, d), X, Xp, Xn)
+        return _loss(a.reshape(k, d), X, Xp, Xn, sigma, terms(a))
 
     def jac(a):
-        return _mean_gradient(a.reshape(k, d), X, Xp, Xn).ravel()
+        return _mean_gradient(a.reshape(k, d), X, Xp, Xn, sigma, terms(a)).ravel()
 
-    def hess(a):
-        return _mean_hessian(a.reshape(k, d), X, Xp, Xn)
+    rows = np.arange(0, m, max(1, min(m // (SUBSAMPLE_ROWS_PER_PARAMETER * A0.size), 20)))
+    sub = (X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows))
+    a, used, size = A0.ravel(), 0, np.inf
+    while used < max_iter:  # the curvature is refreshed every RESTART_ITERATIONS
+        H_sub = _mean_hessian(a.reshape(k, d), *sub)
+        result = optimize.minimize(
+            fun, a, jac=jac, hessp=lambda _, v, H=H_sub: H @ v, method="trust-krylov",
+            options={"gtol": 1e-8 * scale, "maxiter": min(RESTART_ITERATIONS,
+                                                          max_iter - used)})
+        a, used = result.x, used + result.nit
+        previous, size = size, np.abs(jac(a)).max()
+        if result.success or size > 0.1 * previous:  # converged, or slow: Newton steps
+            break                                   # need no measurable loss decrease
+    grad = jac(a)
+    a, grad = _newton_steps(a, grad, jac, _mean_hessian(a.reshape(k, d), *sub), (k, d),
+                            1e-10 * scale, max_steps=20)  # cheap: to 1e-10
+    if np.abs(grad).max() > 1e-10 * scale:  # not there (a hard start): exact curvature
+        result = optimize.minimize(
+            fun, a, jac=jac, hess=lambda a: _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma),
+            method="trust-exact", options={"gtol": 1e-8 * scale,
+                                           "maxiter": max(max_iter - used, 1)})
+        a, grad = result.x, jac(result.x)
+    H = _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma)
+    a, grad = _newton_steps(a, grad, jac, H, (k, d), 1e-14 * scale)  # exact: to rounding
+    grad_size = float(np.abs(grad).max() / scale)
+    return a.reshape(k, d), grad_size < 1e-10, grad_size, H
 
-    result = optimize.minimize(fun, A0.ravel(), jac=jac, hess=hess, method="trust-exact",
-                               options={"gtol": 1e-8 * scale, "maxiter": max_iter})
-    a, grad = result.x, jac(result.x)
-    for _ in range(5):
-        if np.abs(grad).max() <= 1e-14 * scale:
+
+def _newton_steps(a, grad, jac, H, shape, tol: float, max_steps: int = 5):
+    """Steps ``a <- a - H_h^+ grad`` (``H_h^+`` the horizontal inverse of ``H``, taken at
+    the first point) while the gradient's largest entry is above ``tol`` and decreases;
+    ``shape`` is the shape (k, d) of ``A``."""
+    H_inv = None
+    for _ in range(max_steps):
+        if np.abs(grad).max() <= tol:
             break
-        A = a.reshape(k, d)
-        step = horizontal_inverse(hess(a), rotation_tangent(A), rtol=1e-12)[0] @ grad
+        if H_inv is None:
+            H_inv = horizontal_inverse(H, rotation_tangent(a.reshape(shape)), rtol=1e-12)[0]
+        step = H_inv @ grad
         new_grad = jac(a - step)
         if np.abs(new_grad).max() >= np.abs(grad).max():
             break
         a, grad = a - step, new_grad
-    grad_size = float(np.abs(grad).max() / scale)
-    return a.reshape(k, d), grad_size < 1e-10, grad_size
+    return a, grad
 
 
 def _gauge(A: np.ndarray, S: np.ndarray) -> np.ndarray:
-    """Rotate rows so that ``A S A'`` is diagonal decreasing; largest-|entry| positive."""
+    """The orthogonal ``Q`` (k, k) that puts ``Q A`` in the gauge: ``Q A S A' Q'``
+    diagonal decreasing, each row's largest-|entry| positive."""
     _, R = np.linalg.eigh(A @ S @ A.T)
-    A = R[:, ::-1].T @ A
-    pivot = np.argmax(np.abs(A), axis=1)
-    return A * np.sign(A[np.arange(A.shape[0]), pivot])[:, None]
+    Q = R[:, ::-1].T
+    B = Q @ A
+    pivot = np.argmax(np.abs(B), axis=1)
+    return np.sign(B[np.arange(B.shape[0]), pivot])[:, None] * Q

@@ -190,7 +190,8 @@ class TwoStageResultsMixin:
         and keeps ``X_pre``: the first-stage part of new predictions' standard errors
         is streamed from it.
         """
-        super().remove_data()
+        self._covariance.jacobian  # noqa: B018 - a naive fit's J is computed on first use,
+        super().remove_data()      # from the model's data: now, before they are dropped
         self._covariance.second_influence = None
 
     def get_influence(self, *args, **kwargs):

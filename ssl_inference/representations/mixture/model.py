@@ -22,6 +22,7 @@ from ...symmetry import (Orthogonal, PermutationContrasts, PermutationProduct, P
                          SignFlips)
 from ..linearization import MEstimatorBase
 from .diagnostics import MixtureDiagnostics
+from .contraction import contracted_scores, prepare_contraction
 from .em import best_em_start, newton_polish, to_gauge
 from .features import MixtureFeatures
 from .layout import Layout
@@ -494,6 +495,16 @@ class GaussianMixture(MixtureFeatures, MixtureDiagnostics, MEstimatorBase):
         X = self._validate_units(U)
         tau = posterior(X, self._mixture)[0]
         return component_gradient(self._layout, X, self._mixture, tau, per_row=True)
+
+    def _prepare_contraction(self, K: np.ndarray | None):
+        """Fold ``-K H_h^+`` into the score formula (:mod:`.contraction`): chunks cost
+        ``O(rows K d^2 r)`` (full covariances; ``O(rows K d (d + r))`` otherwise)
+        without the (rows, q) scores."""
+        return prepare_contraction(self._layout, self._mixture,
+                                   super()._prepare_contraction(K))
+
+    def _contract_units(self, U: np.ndarray, prepared) -> np.ndarray:
+        return contracted_scores(self._layout, self._mixture, U, prepared)
 
     def score_samples(self, X) -> np.ndarray:
         """Log-density ``log p(x; theta_hat)`` of each row, (n,).
