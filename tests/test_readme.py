@@ -33,4 +33,6 @@ def test_readme_has_exactly_two_commands():
     commands = _blocks("bash")
     assert len(commands) == 2
     assert commands[0].strip().endswith("python -m ssl_inference demo")
-    assert commands[1].strip().endswith("python -m pytest")
+    assert commands[1].strip().endswith("python -m pytest -n 2")
+    ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
+    assert "python -m pytest -n 2" in ci  # CI runs the README's test command
