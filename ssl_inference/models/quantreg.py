@@ -6,56 +6,74 @@ The second stage minimises the check loss ``sum_j rho_tau(y_j - w_j(theta)'beta)
 .. math:: \sum_j \psi_\tau(e_j) w_j = 0, \qquad \psi_\tau(e) = \tau - 1\{e < 0\}
 
 (``psi = tau`` for ``e > 0`` and ``tau - 1`` otherwise, statsmodels' convention at
-``e = 0``). The loss is not smooth: the derivative of the expected estimating function
-in ``beta`` is ``-E[f(0 | x) w w']`` (``f`` the density of the error at the quantile)
-and is estimated by a kernel. We use statsmodels' own estimate, so that the
-second-stage part is statsmodels' covariance exactly:
+``e = 0``). The loss is not smooth: the derivative of the expected estimating function in
+``beta`` is ``-A``, ``A = E[f(0 | x) w w']`` (``f(. | x)`` the density of the error at
+the quantile), estimated with a kernel ``K`` and bandwidth ``h``, both statsmodels'
+(``kernel=``, Epanechnikov by default; ``bandwidth=``, Hall-Sheather by default:
+``h = min(sd(y), IQR(e)/1.34) (Phi^{-1}(tau + h_n) - Phi^{-1}(tau - h_n))``, see
+``QuantReg.fit``). Two estimates of ``A`` (``vcov=``):
+
+* ``"robust"`` and ``"iid"`` (statsmodels' covariances, the default; the second-stage
+  part is then statsmodels' covariance exactly):
+
+  .. math::
+
+      \hat A = \hat f(0) \sum_j w_j w_j', \qquad
+      \hat f(0) = \frac{1}{n h} \sum_j K\!\left(\frac{e_j}{h}\right),
+
+  which assumes that the error density at the quantile does not depend on ``x``
+  (location-shift models);
+* ``"powell"`` (Powell 1991; R quantreg's ``se="ker"``), consistent when it does:
+
+  .. math::
+
+      \hat A = \frac{1}{h} \sum_j K\!\left(\frac{e_j}{h}\right) w_j w_j'
+
+  (with the uniform kernel ``(1/(2h)) sum_j 1{|e_j| <= h} w_j w_j'``); its second-stage
+  part ``A^{-1} (sum_j psi_j^2 w_j w_j') A^{-1}`` is computed here (statsmodels has no
+  such covariance).
+
+The two-stage covariance is
 
 .. math::
 
-    A = \hat f(0) \sum_j w_j w_j', \qquad
-    \hat f(0) = \frac{1}{n h} \sum_j K\!\left(\frac{e_j}{h}\right),
+    \hat A^{-1}\Big[\sum_j \psi_j^2 w_j w_j' + \text{first-stage} + \text{cross}\Big]
+    \hat A^{-1},
 
-with statsmodels' kernel ``K`` (``kernel=``, Epanechnikov by default) and bandwidth
-``h = min(sd(y), IQR(e)/1.34) (Phi^{-1}(tau + h_n) - Phi^{-1}(tau - h_n))``, ``h_n``
-Hall-Sheather by default (``bandwidth=``; ``QuantReg.fit``). This is Powell's kernel
-estimate ``(1/(n h)) sum_j K(e_j/h) w_j w_j'`` under the assumption that the error
-density at the quantile does not depend on ``x`` (the assumption statsmodels' robust
-covariance makes in its bread). The two-stage covariance is
-
-.. math::
-
-    A^{-1}\Big[\sum_j \psi_j^2 w_j w_j' + \text{first-stage} + \text{cross}\Big] A^{-1},
-
-where ``A^{-1} (sum_j psi_j^2 w_j w_j') A^{-1}`` is statsmodels' ``vcov="robust"``
-(``vcov="iid"``: ``tau (1 - tau) / f(0)^2 (W'W)^{-1}``), and the first stage enters
-through ``J = d beta_hat / d theta = -A^{-1} C`` with
+where the first bracket with ``A_hat`` is statsmodels' ``vcov="robust"``
+(``vcov="iid"`` replaces it by ``tau (1 - tau) sum_j w_j w_j'``), and the first stage
+enters through ``J = d beta_hat / d theta = -A^{-1} C`` with
 
 .. math::
 
     C = \frac{d}{d\theta} \sum_j \psi_\tau(y_j - w_j(\theta)'\beta) w_j(\theta)
       = \sum_j \Big[\psi_j\, \frac{dw_j}{d\theta}
-        - \hat f(0)\, w_j \beta' \frac{dw_j}{d\theta}\Big]:
+        - \hat f_j\, w_j \beta' \frac{dw_j}{d\theta}\Big]:
 
 the derivative of the expected estimating function with the expectation replaced by
-the sample average, the density term with the same kernel estimate as ``A`` (one
-estimate of the density in every part) and the ``psi_j`` term kept (its mean is zero
-at the truth, its sample version is ``O_p(n^{-1/2})``). It is the single-index row
+the sample average, ``f_hat_j`` the density weight of row j in ``A_hat`` (``f_hat(0)``,
+or ``K(e_j/h)/h`` for Powell: one density estimate in every part) and the ``psi_j``
+term kept (its mean is zero at the truth; its sample version is ``O_p(n^{-1/2})``
+relative to the density term, so either choice has the same limit, and keeping it
+makes ``C`` the exact derivative of the sample estimating function in the features).
+It is the single-index row
 loss of :func:`ssl_inference.jacobian.coefficient_jacobian` with
-``g_j = -psi_j`` and ``g'_j = f_hat(0)``.
+``g_j = -psi_j`` and ``g'_j = f_hat_j``.
 """
 from __future__ import annotations
 
 import numpy as np
 import statsmodels.api as sm
+from statsmodels.regression.linear_model import RegressionResultsWrapper
+from statsmodels.regression.quantile_regression import QuantRegResults, kernels
 
 from ..covariance import CovarianceSpec
 from ._two_stage import TwoStageModelMixin, two_stage_docstring
 
 __all__ = ["QuantReg"]
 
-#: statsmodels' QuantReg covariance estimators (``fit(vcov=...)``)
-QUANTREG_VCOV = ("robust", "iid")
+#: statsmodels' QuantReg covariance estimators (``fit(vcov=...)``) and Powell's
+QUANTREG_VCOV = ("robust", "iid", "powell")
 
 
 class QuantReg(TwoStageModelMixin, sm.QuantReg):
@@ -86,17 +104,45 @@ class QuantReg(TwoStageModelMixin, sm.QuantReg):
         from ..results import TwoStageQuantRegResults
         return TwoStageQuantRegResults
 
+    def _density_weights(self, results) -> np.ndarray:
+        """``f_hat_j``: the density weight of each row in ``A_hat`` (module docstring)."""
+        resid = self._residuals(results)
+        if getattr(results, "_vcov", None) == "powell":
+            h = results.bandwidth
+            return kernels[results._kernel](resid / h) / h
+        return np.full(resid.shape, 1.0 / results.sparsity)
+
+    def _residuals(self, results) -> np.ndarray:
+        return (np.asarray(self.endog, dtype=float)
+                - np.asarray(self.exog, dtype=float) @ np.asarray(results.params))
+
     def _loss_derivatives(self, results):
         r"""The check loss in the linear predictor: ``g_j = -psi_tau(e_j)``,
-        ``g'_j = f_hat(0)`` (statsmodels' kernel density of the residuals at zero,
-        ``1 / results.sparsity``) and ``A^{-1} = (f_hat(0) W'W)^{-1}``."""
-        q = results.q
+        ``g'_j = f_hat_j`` and ``A_hat^{-1} = (sum_j f_hat_j w_j w_j')^{-1}``
+        (statsmodels' ``pinv``)."""
         exog = np.asarray(self.exog, dtype=float)
-        resid = np.asarray(self.endog, dtype=float) - exog @ np.asarray(results.params)
-        density = 1.0 / results.sparsity
-        psi = np.where(resid > 0, q, q - 1.0)
-        return (-psi, np.full(resid.shape, density),
-                np.linalg.pinv(exog.T @ exog) / density)
+        psi = np.where(self._residuals(results) > 0, results.q, results.q - 1.0)
+        density = self._density_weights(results)
+        return -psi, density, np.linalg.pinv((exog * density[:, None]).T @ exog)
+
+    def _powell_results(self, results, kernel: str):
+        r"""statsmodels' fit ``results`` with Powell's covariance
+        ``A^{-1} (sum_j psi_j^2 w_j w_j') A^{-1}``, ``A = (1/h) sum_j K(e_j/h) w_j w_j'``."""
+        base = results._results
+        base._vcov, base._kernel = "powell", kernel
+        g, density, a_inv = self._loss_derivatives(base)
+        if not np.all(np.isfinite(a_inv)) or np.count_nonzero(density) < a_inv.shape[0]:
+            raise ValueError(
+                "Powell's kernel estimate of the Hessian is singular: fewer residuals than "
+                "coefficients lie within the bandwidth of zero. Use vcov='robust' "
+                "(statsmodels' pooled density estimate) or another bandwidth.")
+        exog = np.asarray(self.exog, dtype=float)
+        meat = (exog * (g ** 2)[:, None]).T @ exog
+        out = QuantRegResults(self, base.params, normalized_cov_params=a_inv @ meat @ a_inv)
+        for key in ("q", "iterations", "sparsity", "bandwidth", "history", "_vcov",
+                    "_kernel"):
+            setattr(out, key, getattr(base, key))
+        return RegressionResultsWrapper(out)
 
     def fit(self, q: float = 0.5, vcov: str = "robust", kernel: str = "epa",
             bandwidth: str = "hsheather", max_iter: int = 1000, p_tol: float = 1e-6, *,
@@ -110,14 +156,17 @@ class QuantReg(TwoStageModelMixin, sm.QuantReg):
             As in :meth:`statsmodels.regression.quantile_regression.QuantReg.fit`
             (``kernel`` and ``bandwidth`` choose the density estimate ``f_hat(0)`` of
             every part of the covariance, see :mod:`ssl_inference.models.quantreg`).
-        vcov : {"robust", "iid"}
-            statsmodels' second-stage covariance; the summary reads ``two-stage
-            robust`` or ``two-stage iid``.
+        vcov : {"robust", "iid", "powell"}
+            The second-stage covariance: statsmodels' ``"robust"`` or ``"iid"``
+            (pooled density estimate), or Powell's kernel sandwich (local density
+            weights; consistent when the error density at the quantile varies with
+            the covariates); the summary reads e.g. ``two-stage robust``.
         cov_type : {"two-stage", "naive"}, optional
             ``"two-stage"`` (default with a representation): ``vcov``'s covariance plus
             the first-stage term and, with overlapping rows, the cross term (no
             small-sample factors: statsmodels' QuantReg has none). ``"naive"``: exactly
-            statsmodels' covariance, the learned features treated as known. The
+            statsmodels' covariance (Powell's sandwich for ``vcov="powell"``), the
+            learned features treated as known. The
             bootstrap, the jackknife and the other models' cov_types are refused.
         cov_kwds : dict, optional
             ``pretrain_groups``: cluster labels of the pre-training rows (one per row
@@ -144,7 +193,9 @@ class QuantReg(TwoStageModelMixin, sm.QuantReg):
             raise TypeError(f"fit() got unexpected keyword arguments {sorted(kwargs)}.")
         spec = self._quantreg_spec(cov_type, cov_kwds, vcov)
         groups, pre_groups = self._cluster_labels(spec)
-        res = super().fit(**options)
+        res = super().fit(**{**options, "vcov": "robust" if vcov == "powell" else vcov})
+        if vcov == "powell":
+            res = self._powell_results(res, kernel)
         covariance = self._two_stage_covariance(res._results, spec, groups, pre_groups)
         out = self._results_class.from_statsmodels(res, spec, covariance, use_t)
         out._results._fit_kwargs = options
@@ -154,7 +205,7 @@ class QuantReg(TwoStageModelMixin, sm.QuantReg):
         """Validate ``cov_type`` / ``cov_kwds`` of a two-stage quantile regression."""
         if vcov not in QUANTREG_VCOV:
             raise ValueError(f"vcov must be one of {QUANTREG_VCOV} (statsmodels' QuantReg "
-                             f"covariances); got {vcov!r}.")
+                             f"covariances and Powell's kernel sandwich); got {vcov!r}.")
         kind = "two-stage" if cov_type is None else cov_type
         if kind not in ("two-stage", "naive"):
             raise ValueError(
