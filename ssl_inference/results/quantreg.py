@@ -51,12 +51,24 @@ class TwoStageQuantRegResults(TwoStageResultsMixin, QuantRegResults):
     ``cov_params()``, ``bse``, tests, intervals and ``summary()`` use the two-stage
     covariance of :mod:`ssl_inference.models.quantreg`; ``get_prediction()`` gives the
     fitted conditional quantile with the two-stage delta method. The least-squares
-    members of statsmodels' ``RegressionResults`` (``HC0_se`` ... ``cov_HC3``,
+    members of statsmodels' ``RegressionResults`` (``cov_HC0`` ... ``cov_HC3``,
     ``get_robustcov_results``, ``compare_f_test`` / ``compare_lr_test`` /
     ``compare_lm_test``, ``el_test``, ``conf_int_el``, ``get_influence``,
     ``outlier_test``) raise :class:`~ssl_inference.exceptions.FirstStageBlindError`
     unless the fit was ``cov_type="naive"``.
     """
+
+    def summary(self, *args, **kwargs):
+        """statsmodels' summary with the two-stage blocks; its "Method: Least Squares"
+        line (statsmodels prints it for quantile regression too) reads "Covariance
+        Type:" with this fit's covariance, e.g. ``two-stage robust``."""
+        smry = super().summary(*args, **kwargs)
+        for row in smry.tables[0]:
+            for label, value in zip(row, row[1:]):
+                if str(label.data).strip() == "Method:" and \
+                        str(value.data).strip() == "Least Squares":
+                    label.data, value.data = "Covariance Type:", self.cov_type
+        return smry
 
     def get_prediction(self, exog=None, transform=True, row_labels=None, *,
                        features=None) -> PredictionResultsBase:
@@ -98,8 +110,7 @@ class TwoStageQuantRegResults(TwoStageResultsMixin, QuantRegResults):
                                      row_labels=row_labels)
 
 
-for _name in ("HC0_se", "HC1_se", "HC2_se", "HC3_se", "cov_HC0", "cov_HC1", "cov_HC2",
-              "cov_HC3"):
+for _name in ("cov_HC0", "cov_HC1", "cov_HC2", "cov_HC3"):  # (statsmodels refuses HCx_se)
     setattr(TwoStageQuantRegResults, _name, _refused(_name, attribute=True))
 for _name in ("get_robustcov_results", "compare_f_test", "compare_lr_test", "compare_lm_test",
               "el_test", "conf_int_el", "outlier_test"):
