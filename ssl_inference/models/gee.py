@@ -169,7 +169,8 @@ class GEE(TwoStageModelMixin, _GEEFormula):
             codes[self.group_indices[label]] = i
         return codes
 
-    def estimating_rows(self, params, exog=None) -> tuple[np.ndarray, np.ndarray]:
+    def estimating_rows(self, params, exog=None, *,
+                        with_bread: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         r"""Per-row pieces of GEE's estimating function and its bread at ``params``.
 
         Row j of cluster i gets ``d_j (V_i^{-1} r_i)_j`` (``d_j`` the row of ``D_i``,
@@ -184,11 +185,13 @@ class GEE(TwoStageModelMixin, _GEEFormula):
         params : array_like (d,)
         exog : ndarray (n, d), optional
             The design (the model's by default; a moved one for derivatives).
+        with_bread : bool
+            Also compute ``A`` (False: None, for the many evaluations of a derivative).
 
         Returns
         -------
         rows : ndarray (n, d)
-        bread : ndarray (d, d)
+        bread : ndarray (d, d) or None
         """
         params = np.asarray(params, dtype=float)
         exog = np.asarray(self.exog if exog is None else exog, dtype=float)
@@ -196,7 +199,7 @@ class GEE(TwoStageModelMixin, _GEEFormula):
         offset = self.offset_li
         weights = getattr(self, "weights_li", None) if self.weights is not None else None
         rows = np.empty(exog.shape)
-        bread = np.zeros((exog.shape[1], exog.shape[1]))
+        bread = np.zeros((exog.shape[1], exog.shape[1])) if with_bread else None
         for i, label in enumerate(self.group_labels):
             lpr = exog_li[i] @ params
             if offset is not None:
@@ -209,18 +212,19 @@ class GEE(TwoStageModelMixin, _GEEFormula):
                 wresid, wdmat = resid * weights[i], dmat * weights[i][:, None]
             else:
                 wresid, wdmat = resid, dmat
-            solved = self.cov_struct.covariance_matrix_solve(expval, i, sdev, (wdmat, wresid))
+            solved = self.cov_struct.covariance_matrix_solve(
+                expval, i, sdev, (wresid, wdmat) if with_bread else (wresid,))
             if solved is None:
                 raise ValueError(f"The working covariance of cluster {label!r} is singular "
                                  "at the estimate; the GEE estimating function is undefined.")
-            vinv_d, vinv_resid = solved
-            bread += dmat.T @ vinv_d
-            rows[self.group_indices[label]] = dmat * np.reshape(vinv_resid, (-1, 1))
+            if with_bread:
+                bread += dmat.T @ solved[1]
+            rows[self.group_indices[label]] = dmat * np.reshape(solved[0], (-1, 1))
         return rows, bread
 
     def _cluster_scores(self, params, exog) -> np.ndarray:
         """``psi_i`` of every cluster (G, d) with design ``exog``."""
-        rows, _ = self.estimating_rows(params, exog)
+        rows, _ = self.estimating_rows(params, exog, with_bread=False)
         out = np.zeros((len(self.group_labels), rows.shape[1]))
         np.add.at(out, self._cluster_codes(), rows)
         return out
