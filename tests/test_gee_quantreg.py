@@ -350,6 +350,8 @@ def test_gee_refuses_first_stage_blind_methods(data, rep):
     np.testing.assert_allclose(res.standard_errors("robust"), np.asarray(res.bse))
     with pytest.raises(NotImplementedError, match="independent labeled rows"):
         res.risk_asymptotics()
+    with pytest.raises(ValueError, match="has no other second stage"):
+        res.get_robustcov_results("HC0")
     # after cov_type="naive" they are statsmodels' own
     naive = _gee(df, rep, "gaussian-exchangeable").fit(cov_type="naive")
     assert naive.cov_naive.shape == (4, 4)

@@ -42,7 +42,7 @@ The two-stage covariance is
 
 where the first bracket with ``A_hat`` is statsmodels' ``vcov="robust"``
 (``vcov="iid"`` replaces it by ``tau (1 - tau) sum_j w_j w_j'``), and the first stage
-enters through ``J = d beta_hat / d theta = -A^{-1} C`` with
+enters through ``J = d beta_hat / d theta = A^{-1} C`` with
 
 .. math::
 

@@ -111,6 +111,16 @@ class TwoStageGEEResults(TwoStageGLMResults, GEEResults):
                      "Predict the mean at shifted covariate values with res.get_prediction"
                      "(...) (two-stage delta method) and contrast them.")
 
+    def get_robustcov_results(self, *args, **kwargs):
+        """Not available: GEE's covariance is the robust sandwich clustered by its groups."""
+        raise ValueError(
+            "get_robustcov_results() changes the second-stage estimator (HC0-HC3, cluster) "
+            "of least-squares and likelihood fits; GEE's two-stage covariance is the robust "
+            "sandwich clustered by the model's groups and has no other second stage. "
+            "statsmodels' model-based and bias-reduced GEE covariances (learned features "
+            "treated as known) are fit(cov_type='naive', cov_kwds={'second_stage': "
+            "'naive'}) and {'second_stage': 'bias_reduced'}.")
+
     def risk_asymptotics(self, *args, **kwargs):
         """Not available: the deviance-risk law assumes independent labeled rows."""
         raise NotImplementedError(
