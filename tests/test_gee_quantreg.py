@@ -446,3 +446,49 @@ def test_quantreg_overlap_with_pretrain_groups_refused(data, rep):
         model.fit(cov_kwds={"pretrain_groups": np.arange(len(X_pre)) // 3})
     res = model.fit()  # rows as units: the cross term of the shared rows
     assert np.abs(res.variance_decomposition()["overlap"]).max() > 0
+
+
+class _FailingIndependence(sm.cov_struct.Independence):
+    """A working covariance that cannot be solved when ``failing``."""
+
+    failing = False
+
+    def covariance_matrix_solve(self, expval, index, stdev, rhs):
+        if self.failing:
+            return None
+        return super().covariance_matrix_solve(expval, index, stdev, rhs)
+
+
+def test_gee_singular_working_covariance(data, rep, monkeypatch):
+    _, df = data
+    cov_struct = _FailingIndependence()
+    model = ssi.GEE(df["y"].to_numpy(), np.ones((len(df), 1)), df["g"].to_numpy(),
+                    cov_struct=cov_struct, representation=rep, features=df[COLS].to_numpy())
+    res = model.fit()
+    cov_struct.failing = True
+    with pytest.raises(ValueError, match="working covariance of cluster .* is singular"):
+        res.model.estimating_rows(np.asarray(res.params))
+    # statsmodels' fit returns None when its covariance is singular (after a warning)
+    monkeypatch.setattr(sm.GEE, "fit", lambda self, **kwargs: None)
+    with pytest.raises(ValueError, match="statsmodels' GEE fit failed"):
+        model.fit()
+
+
+def test_gee_formula_input_checks(data, rep):
+    _, df = data
+    with pytest.raises(ValueError, match="dep_data= is not available"):
+        smf.gee("y ~ z", "g", df, dep_data="z", representation=rep, features=COLS)
+    with pytest.raises(TypeError, match="need data as a pandas DataFrame"):
+        smf.gee("y ~ z", "g", df.to_dict("list"), representation=rep, features=COLS)
+
+
+def test_quantreg_powell_needs_residuals_within_the_bandwidth(data, rep):
+    """Powell's Hessian needs residuals within the bandwidth of zero: with (almost) none
+    it is singular and refused."""
+    _, df = data
+    model = ssi.QuantReg(df["yq"].to_numpy(), np.ones((len(df), 1)), representation=rep,
+                         features=df[COLS].to_numpy())
+    plain = sm.QuantReg.fit(model, q=0.5)
+    plain._results.bandwidth = 1e-12  # the IRLS residuals are at least 1e-6 from zero
+    with pytest.raises(ValueError, match="Powell's kernel estimate of the Hessian"):
+        model._powell_results(plain, "epa")
