@@ -414,6 +414,13 @@ def test_gee_bad_input(data, rep):
                       representation=rep, features=X, pretrain_index=pidx)
     with pytest.raises(ValueError, match="needs cov_kwds=\\{'pretrain_groups'"):
         overlap.fit()
+    # with the pre-training clusters (the shared rows in their GEE clusters): cross term
+    pretrain_groups = 1000 + np.arange(len(X_pre))
+    pretrain_groups[:5] = df["g"].to_numpy()[:5]
+    res = overlap.fit(cov_kwds={"pretrain_groups": pretrain_groups})
+    assert np.abs(res.variance_decomposition()["overlap"]).max() > 0
+    with pytest.raises(TypeError, match="need representation="):
+        smf.gee("y ~ z", "g", df, features=COLS)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -48,7 +48,7 @@ from ..covariance import CovarianceSpec, TwoStageCovariance
 from ..exceptions import FirstStageBlindError
 from ..score_jacobian import (DesignSlot, cluster_design_derivative,
                               estimating_equation_jacobian, second_stage_influence)
-from ._two_stage import TwoStageModelMixin, two_stage_docstring
+from ._two_stage import TwoStageModelMixin, _reject_orphans, two_stage_docstring
 
 __all__ = ["GEE"]
 
@@ -138,6 +138,11 @@ class GEE(TwoStageModelMixin, _GEEFormula):
         columns; see :meth:`ssl_inference.OLS.from_formula`).
         """
         if kwargs.get("representation") is None:
+            kwargs.pop("representation", None)
+            _reject_orphans(kwargs.pop("features", None), kwargs.pop("pretrain_index", None))
+            if kwargs.pop("allow_gauge", False):
+                raise TypeError("allow_gauge= describes a two-stage design and needs "
+                                "representation=.")
             return sm.GEE.from_formula.__func__(cls, formula, groups, data, subset, time,
                                                 offset, exposure, *args, **kwargs)
         if not isinstance(data, pd.DataFrame):
