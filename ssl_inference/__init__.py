@@ -10,7 +10,7 @@ from .adapters import from_sklearn, from_statsmodels
 from .anova import install_anova_guard
 from .exceptions import (ConvergenceWarning, GaugeDependentWarning, IdentificationWarning,
                          NonInvariantHypothesisError, NotFittedError)
-from .models import (GLM, OLS, WLS, GeneralizedPoisson, Logit, MNLogit, NegativeBinomial,
+from .models import (GEE, GLM, OLS, WLS, QuantReg, GeneralizedPoisson, Logit, MNLogit, NegativeBinomial,
                      OrderedModel, Poisson, Probit, ZeroInflatedPoisson)
 from .representations import (PCA, FactorModel, GaussianMixture, MEstimatorBase,
                               MEstimatorRepresentation, Representation, SpectralContrastive)
@@ -23,7 +23,7 @@ install_anova_guard()  # statsmodels' anova_lm refuses several-model tables of t
 __all__ = ["PCA", "FactorModel", "GaussianMixture", "SpectralContrastive",
            "MEstimatorRepresentation", "MEstimatorBase", "Representation", "align",
            "from_sklearn", "from_statsmodels", "OLS", "WLS", "GLM", "Logit", "Probit",
-           "Poisson", "NegativeBinomial", "GeneralizedPoisson", "ZeroInflatedPoisson",
+           "Poisson", "GEE", "QuantReg", "NegativeBinomial", "GeneralizedPoisson", "ZeroInflatedPoisson",
            "MNLogit", "OrderedModel", "risk", "symmetry", "testing", "NotFittedError",
            "NonInvariantHypothesisError", "IdentificationWarning", "GaugeDependentWarning",
            "ConvergenceWarning", "__version__"]

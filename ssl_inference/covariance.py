@@ -339,10 +339,12 @@ class CovarianceSpec:
     def small_sample(self) -> bool:
         """Whether the first-stage and overlap parts carry small-sample factors.
 
-        They do exactly when the second-stage estimator does: not for ``"HC0"``, and
-        for ``"cluster"`` / ``"HAC"`` as ``use_correction`` says.
+        They do exactly when the second-stage estimator does: not for ``"HC0"``,
+        GEE's ``"robust"`` sandwich or QuantReg's ``"robust"``, ``"iid"`` and
+        ``"powell"`` (none carries one), and for ``"cluster"`` / ``"HAC"`` as
+        ``use_correction`` says.
         """
-        if self.second_stage == "HC0":
+        if self.second_stage in ("HC0", "robust", "iid", "powell"):
             return False
         if self.second_stage in ("cluster", "HAC"):
             return bool(self.use_correction)

@@ -29,7 +29,7 @@ RESULTS = BENCHMARKS / "results"
 PAGES = ["index", "getting_started", "examples", "theory", "validation", "api",
          "user_guide/index", "user_guide/first_stages", "user_guide/own_first_stage",
          "user_guide/formulas", "user_guide/covariance", "user_guide/likelihood",
-         "user_guide/overlap_clusters", "user_guide/invariant_tests", "user_guide/risk",
+         "user_guide/estimating_equations", "user_guide/overlap_clusters", "user_guide/invariant_tests", "user_guide/risk",
          "user_guide/out_of_core"]
 
 

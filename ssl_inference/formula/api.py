@@ -4,7 +4,8 @@
 >>> smf.ols.__self__.__name__
 'OLS'
 """
-from ..models import GLM, OLS, WLS, Logit, MNLogit, NegativeBinomial, Poisson, Probit
+from ..models import (GEE, GLM, OLS, WLS, Logit, MNLogit, NegativeBinomial, Poisson, Probit,
+                      QuantReg)
 
 ols = OLS.from_formula
 wls = WLS.from_formula
@@ -14,5 +15,8 @@ probit = Probit.from_formula
 poisson = Poisson.from_formula
 negativebinomial = NegativeBinomial.from_formula
 mnlogit = MNLogit.from_formula
+gee = GEE.from_formula
+quantreg = QuantReg.from_formula
 
-__all__ = ["ols", "wls", "glm", "logit", "probit", "poisson", "negativebinomial", "mnlogit"]
+__all__ = ["ols", "wls", "glm", "logit", "probit", "poisson", "negativebinomial", "mnlogit",
+           "gee", "quantreg"]

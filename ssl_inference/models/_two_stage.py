@@ -42,9 +42,10 @@ TWO_STAGE_DOC = """
 """
 
 
-def two_stage_docstring(parent: type, examples: str) -> str:
-    """The parent's parameter documentation, the two-stage parameters, then ``examples``."""
-    return parent.__doc__.split("Attributes")[0].rstrip() + "\n" + TWO_STAGE_DOC + examples
+def two_stage_docstring(parent: type, examples: str, *, until: str = "Attributes") -> str:
+    """The parent's parameter documentation (up to its section ``until``), the two-stage
+    parameters, then ``examples``."""
+    return parent.__doc__.split(until)[0].rstrip() + "\n" + TWO_STAGE_DOC + examples
 
 
 #: GLM and discrete second stages: what statsmodels computes there, and why not labeled
