@@ -449,6 +449,7 @@ REPS = 300
 TOL = 0.15
 
 
+@pytest.mark.slow
 def test_aligned_bootstrap_agrees_with_analytic_two_stage():
     X_pre, df, cols, new = _pipeline(51, m=1500, n=500)
     rep = ssi.FactorModel(2, n_init=1).fit(X_pre)

@@ -117,6 +117,7 @@ def test_exact_jackknife_matches_brute_force_with_independent_clusters():
     np.testing.assert_allclose(res.cov_params(), cov, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_jackknife_agrees_with_analytic_at_large_n():
     X_pre, df, cols = make_problem(seed=3, m=1000, n=1000)
     rep = ssi.PCA(2).fit(X_pre)

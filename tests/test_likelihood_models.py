@@ -485,14 +485,15 @@ def test_jackknife_of_a_multi_equation_model(data, rep):
     exog, _ = _arrays(df, rep, True)
     X = df[COLS].to_numpy()
     model = ssi.MNLogit(df["y_mn"].to_numpy(), exog, representation=rep, features=X)
-    groups = np.arange(len(df)) // (len(df) // 40)
-    jk = model.fit(disp=0, cov_type="jackknife",
-                   cov_kwds={"groups": groups, "progress": False})
+    clusters = {"groups": np.arange(len(df)) // (len(df) // 40),
+                "pretrain_groups": 1000 + np.arange(rep.nobs_) // (rep.nobs_ // 30)}
+    jk = model.fit(disp=0, cov_type="jackknife", cov_kwds={**clusters, "progress": False})
     draws = jk.jackknife_params
-    assert draws.shape[1] == 8
+    units = sum(np.unique(labels).size for labels in clusters.values())  # 42 + 30
+    assert draws.shape == (units, 8)
     np.testing.assert_allclose(np.asarray(jk.cov_params()),
                                jk._results._replicates.covariance(draws), rtol=1e-12)
-    two = model.fit(disp=0, cov_type="cluster", cov_kwds={"groups": groups})
+    two = model.fit(disp=0, cov_type="cluster", cov_kwds=clusters)
     ratio = np.asarray(jk.bse).ravel() / np.asarray(two.bse).ravel()
     assert np.all((ratio > 0.7) & (ratio < 1.5)), ratio
     with pytest.raises(NotImplementedError, match="one-step jackknife is not available"):

@@ -85,6 +85,7 @@ def test_float32_is_accumulated_in_float64():
     assert rep.pretrain_data_.dtype == np.float32        # a reference, not a float64 copy
 
 
+@pytest.mark.slow
 def test_dask_distributed_cluster_agrees():
     distributed = pytest.importorskip("distributed")
     expected = _pipeline(DATA[0], "pca", "clusters+overlap")

@@ -347,6 +347,7 @@ def test_influence_is_contamination_derivative():
                                    atol=1e-5 * np.abs(fd).max())
 
 
+@pytest.mark.slow
 def test_permutation_negatives_variance_matches_monte_carlo(one_blas_thread):
     """Across pre-training samples, Var(A_hat'A_hat) (an invariant) equals the sandwich
     from the corrected per-unit influence; the i.i.d.-triple sandwich does not."""
@@ -415,6 +416,7 @@ def test_invariant_results_unchanged_under_act():
         base.t_test("sc0 = 0")
 
 
+@pytest.mark.slow
 def test_aligned_bootstrap_matches_analytic_standard_errors(one_blas_thread):
     """Gaussian views with a clear eigengap (0.7 vs 0.05), n = m = 3000.
 
