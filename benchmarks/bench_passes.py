@@ -174,8 +174,7 @@ def section_streams_and_fits(args, sections) -> list[dict]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             rep = fit()
-        t_bare = best(lambda: bare_pass(rep.pretrain_data_ if name != "SpectralContrastive"
-                                        else X), args.repeats)
+        t_bare = best(lambda: bare_pass(X), args.repeats)
         row = {"section": "streams", "case": name, "m": rep.nobs_,
                "width": X.shape[1], "q": rep.params_.size, "bare_XtX_s": t_bare}
         if "fits" in sections:

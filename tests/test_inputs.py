@@ -330,6 +330,10 @@ def test_fingerprint_reads_non_contiguous_arrays_in_chunks():
     Y = X.copy(order="F")
     Y[69_999, 29] = np.nextafter(Y[69_999, 29], np.inf)   # last chunk, one ulp
     assert fp(Y) != fp(X)
+    Y = X.copy(order="F")
+    Y[[10, 60_000]] = Y[[60_000, 10]]                      # two rows swapped
+    assert fp(Y) != fp(X)
+    assert fp(X.astype(np.float32)) != fp(X.astype(np.float32)[::-1])
 
 
 # ------------------------------------------------------------- 5. remove_data

@@ -318,3 +318,20 @@ def test_summary_has_first_stage_block_and_inflation(problem):
     np.testing.assert_allclose(table["pretrain share"],
                                (res.bse ** 2 - res.bse_naive ** 2) / total, rtol=1e-8)
     assert "<table" in res.summary().as_html()
+
+
+@pytest.mark.parametrize("covariates", ["constant first", "no constant", "constant last",
+                                        "zero column"])
+def test_array_model_names_covariates_as_statsmodels_does(covariates):
+    # the covariate block is named by statsmodels' rule (x1, x2, ... and const at the
+    # first zero-variance column) without a pass over the whole design
+    rng = np.random.default_rng(3)
+    rep = ssi.PCA(2).fit(rng.normal(size=(300, 4)) * [3.0, 2.0, 1.0, 0.5])
+    z = rng.normal(size=(60, 2))
+    W = {"constant first": sm.add_constant(z), "no constant": z,
+         "constant last": np.column_stack([z, np.ones(60)]),
+         "zero column": np.column_stack([z[:, 0], np.zeros(60)])}[covariates]
+    features, y = rng.normal(size=(60, 4)), rng.normal(size=60)
+    ours = ssi.OLS(y, W, representation=rep, features=features).exog_names
+    plain = sm.OLS(y, np.column_stack([W, rep.transform(features)])).exog_names
+    assert ours == plain[:W.shape[1]] + ["pc0", "pc1"]

@@ -162,6 +162,7 @@ class TwoStageModelMixin:
                                                                  rowwise)
         names = list(rep.get_feature_names_out())
         phi = rep._transform(raw)
+        exog_names = None
         if isinstance(exog, pd.DataFrame):
             clash = sorted(set(names) & set(map(str, exog.columns)))
             if clash:
@@ -169,19 +170,28 @@ class TwoStageModelMixin:
                                  "another feature_prefix.")
             exog = pd.concat([exog, pd.DataFrame(phi, index=exog.index, columns=names)], axis=1)
         else:
-            exog_arr = np.asarray(exog, dtype=float)
-            exog = np.column_stack([exog_arr.reshape(len(exog_arr), -1), phi])
+            exog_arr = np.asarray(exog, dtype=float).reshape(len(exog), -1)
+            exog = np.column_stack([exog_arr, phi])
+            # statsmodels would name the unnamed design by the variances of all its
+            # columns (a pass over the whole design); the covariate block decides
+            exog_names = _default_exog_names(exog_arr)
         state = dict(representation=rep, raw=raw, positions=positions, n_input=n_input,
-                     pretrain_index=None if pidx is None else pidx[positions])
+                     pretrain_index=None if pidx is None else pidx[positions],
+                     exog_names=exog_names)
         return endog, exog, rowwise, state
 
     def _attach_two_stage(self, *, representation, raw, positions, n_input, pretrain_index,
-                          feature_columns=None, design=None, allow_gauge=False) -> None:
-        """Attach the first stage; ``design`` maps features to the design (formulas)."""
+                          feature_columns=None, design=None, allow_gauge=False,
+                          exog_names=None) -> None:
+        """Attach the first stage; ``design`` maps features to the design (formulas);
+        ``exog_names`` names an unnamed covariate block of an array model."""
         names = list(representation.get_feature_names_out())
         if design is None:  # array input: the features are the last columns
             k = len(names)
             columns = self._design_name_positions()
+            if exog_names is not None and np.array_equal(columns,
+                                                         np.arange(np.shape(self.exog)[1])):
+                self.data.xnames = exog_names + names
             xnames = list(self.exog_names)  # statsmodels recomputes them at every access
             if not set(names) <= set(xnames):
                 # statsmodels named the appended feature columns x1, x2, ...
@@ -586,3 +596,14 @@ class TwoStageModelMixin:
                 "New data give missing values in the model's design matrix; predictions "
                 "are undefined for those rows. Drop or impute them before predicting.")
         return design, raw, labels, rows
+
+
+def _default_exog_names(block: np.ndarray) -> list[str]:
+    """statsmodels' names of an unnamed exog block: ``x1, x2, ...`` with ``const`` at
+    the first column of zero variance, if any (``statsmodels.base.data``'s rule)."""
+    var = np.asfortranarray(block).var(axis=0)  # column-major: 10x faster than strided
+    if not (var == 0).any():
+        return [f"x{i}" for i in range(1, block.shape[1] + 1)]
+    names = [f"x{i}" for i in range(1, block.shape[1])]
+    names.insert(int(var.argmin()), "const")
+    return names

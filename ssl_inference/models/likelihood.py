@@ -115,6 +115,7 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
 
     # ------------------------------------------------------------ layout
     def _attach_two_stage(self, **state) -> None:
+        state["exog_names"] = None  # statsmodels names extra parameters (alpha, cuts...)
         super()._attach_two_stage(**state)
         self._design_action = self.coefficient_action
         self._lift_coefficient_action()

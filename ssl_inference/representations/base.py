@@ -111,11 +111,12 @@ class Representation(ABC):
     Ownership of the pre-training data. A fitted representation does not copy
     ``X_pre`` (it can be larger than memory allows twice): ``pretrain_data_`` is a
     read-only view of the array ``fit`` validated, which is the caller's own array when
-    that was already a float64 ndarray. A fingerprint of its bytes (CRC-32, streamed
-    in chunks, several GB/s) is taken when it is set, and every read of
-    ``pretrain_data_`` (influence streaming for standard errors and predictions, the
-    bootstrap, the risk plug-in) checks it first: if the caller changed the array in
-    place after ``fit`` (``X_pre *= 10``), reading raises
+    that was already a float64 ndarray. A fingerprint of its bytes (a position-weighted
+    checksum streamed in chunks at memory speed, a fifth of a bare ``X'X`` pass) is
+    taken when it is set, and every read of ``pretrain_data_`` (influence streaming
+    for standard errors and predictions, the bootstrap, the risk plug-in) checks it
+    first: if the caller changed the array in place after ``fit`` (``X_pre *= 10``),
+    reading raises
     :class:`~ssl_inference.exceptions.PretrainDataModifiedError` instead of returning
     standard errors of data the fit never saw. Pass ``X_pre.copy()`` to ``fit`` to keep
     modifying your array. :meth:`_pretrain_fingerprint` is the one place that reads
@@ -262,7 +263,7 @@ class Representation(ABC):
 
     @staticmethod
     def _pretrain_fingerprint(X) -> tuple:
-        """Shape, dtype and CRC-32 of the bytes of ``X``, read in row chunks (for a dask
+        """Shape, dtype and a checksum of the bytes of ``X``, read in row chunks (for a dask
         array: its graph's token, see
         :func:`~ssl_inference.representations.chunked.data_fingerprint`)."""
         return data_fingerprint(X)

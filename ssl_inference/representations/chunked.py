@@ -241,9 +241,16 @@ def _row_flags(block, start, stop, m):
 
 
 def data_fingerprint(X) -> tuple:
-    """What identifies the pre-training data between ``fit`` and later reads.
+    r"""What identifies the pre-training data between ``fit`` and later reads.
 
-    * ndarray or memmap: shape, dtype and the CRC-32 of the bytes, read in chunks;
+    * ndarray or memmap: shape, dtype and a position-weighted checksum of the bytes,
+      read in row chunks: with ``w_ij`` the unsigned machine words of row ``i``
+      (8 bytes when a row's length allows, else 4 or 1), ``s_1 = sum_ij w_ij`` and
+      ``s_2 = sum_i (i + 1) sum_j w_ij``, both modulo ``2^64`` (a Fletcher-type sum:
+      any change of one word changes ``s_1``; moving a row changes ``s_2``). It costs a
+      fraction of a bare ``X'X`` pass (integer additions at memory speed) where
+      CRC-32 cost more than the pass itself; it guards against accidents such as an
+      in-place ``X_pre *= 10``, not against crafted collisions;
     * dask array: shape, dtype, chunks and the array's ``name``, dask's deterministic
       token of the graph that produces it (dask arrays are immutable descriptions: the
       token changes with every operation on the array, and hashing the bytes would cost
@@ -252,15 +259,24 @@ def data_fingerprint(X) -> tuple:
 
     Examples
     --------
-    >>> data_fingerprint(np.zeros((2, 2)))[:2]
-    ((2, 2), '<f8')
+    >>> X = np.arange(6.0).reshape(3, 2)
+    >>> data_fingerprint(X)[:2]
+    ((3, 2), '<f8')
+    >>> data_fingerprint(X) == data_fingerprint(X[::-1].copy())   # rows moved
+    False
     """
-    import zlib
     if is_dask_array(X):
         return X.shape, X.dtype.str, X.chunks, X.name
-    crc = 0
-    rows = max(1, (1 << 24) // max(1, X.itemsize * int(np.prod(X.shape[1:]))))
+    row_bytes = X.itemsize * int(np.prod(X.shape[1:]))
+    word = next(w for w in (np.uint64, np.uint32, np.uint8)
+                if row_bytes % np.dtype(w).itemsize == 0)
+    rows = max(1, (1 << 24) // max(1, row_bytes))
+    total = weighted = 0
     for start in range(0, X.shape[0], rows):
         chunk = np.ascontiguousarray(X[start:start + rows])
-        crc = zlib.crc32(memoryview(chunk).cast("B"), crc)
-    return X.shape, X.dtype.str, crc
+        sums = chunk.view(np.uint8).reshape(chunk.shape[0], -1).view(word).sum(
+            axis=1, dtype=np.uint64)
+        positions = np.arange(start + 1, start + 1 + chunk.shape[0], dtype=np.uint64)
+        total = (total + int(sums.sum(dtype=np.uint64))) % 2 ** 64
+        weighted = (weighted + int((positions * sums).sum(dtype=np.uint64))) % 2 ** 64
+    return X.shape, X.dtype.str, total, weighted
