@@ -190,8 +190,7 @@ def shippable(obj):
 
 def _moments_chunk(block, start, stop, shift):
     centred = block - shift
-    return (np.array([float(stop - start)]), centred.sum(axis=0), centred.T @ centred,
-            np.array([float(np.count_nonzero(~np.isfinite(block)))]))
+    return np.array([float(stop - start)]), centred.sum(axis=0), centred.T @ centred
 
 
 def row_moments(X, name: str = "X_pre", *, chunk_rows: int = DEFAULT_CHUNK_ROWS):
@@ -199,7 +198,8 @@ def row_moments(X, name: str = "X_pre", *, chunk_rows: int = DEFAULT_CHUNK_ROWS)
 
     Moments are accumulated about a shift ``s`` (the mean of the first rows), so that
     a large mean does not cancel: ``S = (1/m) sum (x - s)(x - s)' - (xbar - s)(xbar - s)'``.
-    The same pass counts non-finite entries (the finiteness check of lazy inputs).
+    Non-finite entries make the sums non-finite (the finiteness check of lazy inputs:
+    only then are the offending rows looked for).
 
     Raises
     ------
@@ -217,11 +217,14 @@ def row_moments(X, name: str = "X_pre", *, chunk_rows: int = DEFAULT_CHUNK_ROWS)
     shift = np.asarray(X[:min(m, 256)], dtype=np.float64).mean(axis=0)
     if not np.all(np.isfinite(shift)):
         shift = np.zeros(p)
-    count, total, cross, bad = reduce_rows(X, functools.partial(_moments_chunk, shift=shift),
-                                           chunk_rows=chunk_rows)
-    if bad[0]:
-        raise ValueError(nonfinite_message(name, nonfinite_rows(X)))
+    count, total, cross = reduce_rows(X, functools.partial(_moments_chunk, shift=shift),
+                                      chunk_rows=chunk_rows)
     if not (np.all(np.isfinite(total)) and np.all(np.isfinite(cross))):
+        # a NaN or infinite entry makes its column's sum non-finite; otherwise the
+        # finite values overflowed (the rows are looked for on this error path only)
+        bad = nonfinite_rows(X)
+        if bad.size:
+            raise ValueError(nonfinite_message(name, bad))
         raise ValueError(f"The moments of {name} overflow float64: rescale its columns.")
     delta = total / count[0]
     return shift + delta, cross / count[0] - np.outer(delta, delta)

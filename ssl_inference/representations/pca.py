@@ -307,7 +307,7 @@ class PCA(MEstimatorBase):
         k, m = self.n_components, self.nobs_
         pairs = np.arange(k) if self.symmetry == "sign" else np.array([k - 1])
         lam = self.eigenvalues_
-        E = self.eigenvectors_[:, :pairs[-1] + 2]
+        E = self.eigenvectors_[:, pairs[0]:pairs[-1] + 2]  # consecutive columns
         gaps = lam[pairs] - lam[pairs + 1]
         # Var(s_j^2 - s_{j+1}^2) over the rows (s = E'z) in one chunked pass,
         # O(chunk) memory; the mean of s_j^2 - s_{j+1}^2 is the gap, so deviations from
@@ -315,8 +315,9 @@ class PCA(MEstimatorBase):
         dev_sum, dev_sumsq = reduce_rows(
             self._pretrain_data, functools.partial(  # fingerprinted just now by fit
                 _gap_deviations, mean=self.mean_,
-                scale=self.scale_ if self.standardize else None, E=E, pairs=pairs,
-                gaps=gaps))
+                scale=self.scale_ if self.standardize else None, E=E, gaps=gaps,
+                centre_after=not self.standardize and bool(
+                    np.abs(self.mean_).max() <= 1e3 * np.sqrt(lam[pairs[-1] + 1]))))
         se_gaps = np.sqrt(np.maximum(dev_sumsq / m - (dev_sum / m) ** 2, 0.0) / m)
         for j, gap, se_gap in zip(pairs.tolist(), gaps, se_gaps):
             if gap < 2.0 * se_gap:
@@ -509,9 +510,19 @@ class PCA(MEstimatorBase):
         return min(chunk_rows, max(64, chunk_rows * P.shape[0] // P.shape[1]))
 
 
-def _gap_deviations(X, start, stop, mean, scale, E, pairs, gaps):
-    """Sums of ``dev = s_j^2 - s_{j+1}^2 - gap`` and of ``dev^2`` over a chunk of rows."""
-    Z = X - mean
-    sq = ((Z / scale if scale is not None else Z) @ E) ** 2
-    dev = sq[:, pairs] - sq[:, pairs + 1] - gaps
-    return dev.sum(axis=0), (dev ** 2).sum(axis=0)
+def _gap_deviations(X, start, stop, mean, scale, E, gaps, centre_after=False):
+    """Sums of ``dev_j = s_j^2 - s_{j+1}^2 - gap_j`` and of ``dev_j^2`` over a chunk of
+    rows, ``s = E'z`` for the consecutive eigenvectors ``E`` of the pairs.
+
+    ``centre_after``: ``s = E'x - E'mean`` (no centred copy of the chunk; used when the
+    mean is not large against the spread, so that nothing cancels)."""
+    if centre_after:
+        sq = X @ E
+        sq -= mean @ E
+    else:
+        Z = X - mean
+        sq = (Z / scale if scale is not None else Z) @ E
+    sq *= sq
+    dev = sq[:, :-1] - sq[:, 1:]
+    dev -= gaps
+    return dev.sum(axis=0), np.einsum("ij,ij->j", dev, dev)
