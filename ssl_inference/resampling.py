@@ -282,8 +282,11 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
 
     ``X_pre`` is the full-sample representation's pre-training data (read once by the
     caller); ``pre_rows=None`` keeps the full-sample representation (a replicate that
-    changes only the labeled rows). Only ``X_pre[pre_rows]``, one replicate's copy, is
-    made. ``random_state`` replaces an unset (None) or shared (Generator)
+    changes only the labeled rows). The representation is refitted on the full
+    ``X_pre`` with unit weights, the count of each unit in ``pre_rows``
+    (:meth:`~ssl_inference.representations.base.Representation._fit_weighted`): the
+    built-in first stages never gather ``X_pre[pre_rows]``; a representation that only
+    implements ``fit`` gets that copy of the resample (rows in the order of ``X_pre``). ``random_state`` replaces an unset (None) or shared (Generator)
     ``random_state`` hyper-parameter of the representation, so that refits with random
     starts are reproducible whatever process runs them. First-stage and second-stage
     warnings are recorded as the replicate's problem instead of being shown; a
@@ -301,7 +304,9 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", (IdentificationWarning, ConvergenceWarning))
             try:
-                refit = clone.fit(X_pre[pre_rows])
+                counts = np.bincount(np.asarray(pre_rows, dtype=np.intp),
+                                     minlength=X_pre.shape[0])
+                refit = clone._fit_weighted(X_pre, counts)
             except (ValueError, ArithmeticError) as exc:
                 return ReplicateFit(None, None, f"first stage failed: {type(exc).__name__}: "
                                                 f"{reason_of(exc)}", detail=str(exc))
