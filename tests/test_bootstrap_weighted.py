@@ -37,6 +37,14 @@ def _location(X, t):
     return X - t
 
 
+def _triples(m=500, seed=0):
+    """Spectral contrastive units [x, x+, x-] (m, 12) with given negatives."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(m, 4))
+    return np.hstack([X, [0.9, 0.6, 0.3, 0.1] * X + rng.normal(size=(m, 4)),
+                      rng.normal(size=(m, 4))])
+
+
 REPRESENTATIONS = {
     "pca-sign": (lambda: ssi.PCA(2), None),
     "pca-rotation": (lambda: ssi.PCA(2, symmetry="rotation"), None),
@@ -47,6 +55,7 @@ REPRESENTATIONS = {
     "mixture-diag-gated": (lambda: ssi.GaussianMixture(2, covariance_type="diag",
                                                        features="gated", random_state=1,
                                                        tol=1e-10), "mixture"),
+    "spectral-given": (lambda: ssi.SpectralContrastive(2, negatives="given"), "spectral"),
     "m-estimator-loss": (lambda: ssi.MEstimatorRepresentation(
         loss=lambda X, t: ((X - t) ** 2).sum(axis=1), transform=_location,
         params=np.zeros(5), optimize=True), None),
@@ -59,6 +68,8 @@ REPRESENTATIONS = {
 def _data(kind, m=500, seed=3):
     if kind == "mixture":
         return _mixture_data(m, seed)
+    if kind == "spectral":
+        return _triples(m, seed)
     rng = np.random.default_rng(seed)  # clear eigengaps: PCA well identified
     X = rng.standard_t(8, size=(m, 5)) * [3.0, 2.0, 1.2, 0.7, 0.4] + 0.5
     if kind == "factor":  # one clear factor: an interior maximum (no Heywood case)
@@ -151,13 +162,13 @@ class _OldPath:
             self.rows = pre_rows
             return real(model, X_pre, pre_rows, lab_rows, **kwds)
 
-        def gather(rep, X, weights):
+        def gather(rep, X, weights, rows=None):
             assert np.array_equal(np.bincount(self.rows, minlength=len(weights)), weights)
             return rep.fit(X[self.rows])
 
         monkeypatch.setattr(bootstrap_module, "refit_replicate", remember)
         for cls in (ssi.PCA, ssi.FactorModel, ssi.GaussianMixture,
-                    ssi.MEstimatorRepresentation):
+                    ssi.MEstimatorRepresentation, ssi.SpectralContrastive):
             monkeypatch.setattr(cls, "_fit_weighted", gather)
 
 
@@ -168,15 +179,26 @@ PIPELINES = {
     "factor": (lambda: ssi.FactorModel(1), "factor", {}),
     "mixture": (lambda: ssi.GaussianMixture(2, random_state=0, tol=1e-10), "mixture", {}),
     "m-estimator": (REPRESENTATIONS["m-estimator-loss"][0], None, {}),
+    "spectral-given": (REPRESENTATIONS["spectral-given"][0], "spectral", {}),
+    # negatives drawn inside fit: the gathered copy (the fallback), rows as drawn
+    "spectral-permutation": (lambda: ssi.SpectralContrastive(2, negatives="permutation",
+                                                             random_state=0),
+                             "spectral", {}),
 }
+
+
+def name_of(make):
+    return type(make()).__name__
 
 
 def _pipeline(make, kind, design):
     X_pre = _data(kind, m=400, seed=8)
-    _, df, _ = make_problem(seed=9, n=150, p=X_pre.shape[1])
-    df[[f"x{i}" for i in range(X_pre.shape[1])]] = X_pre[::2][:150] + 0.1 * df[
-        [f"x{i}" for i in range(X_pre.shape[1])]].to_numpy()
-    cols = [f"x{i}" for i in range(X_pre.shape[1])]
+    if name_of(make) == "SpectralContrastive" and make().negatives == "permutation":
+        X_pre = X_pre[:, :8]  # pairs [x, x+]
+    p = X_pre.shape[1] if kind != "spectral" else 4  # features of one view
+    _, df, _ = make_problem(seed=9, n=150, p=p)
+    cols = [f"x{i}" for i in range(p)]
+    df[cols] = X_pre[::2][:150, :p] + 0.1 * df[cols].to_numpy()
     kwds, cov = {}, {"reps": 12, "seed": 4, "progress": False}
     if design == "clusters":
         cov.update(groups=df["g"].to_numpy(), pretrain_groups=np.arange(400) % 30)
@@ -242,3 +264,25 @@ def test_bootstrap_does_not_gather_rows(name):
     # the copying default would have gathered: the guard is live on this path
     with pytest.raises(AssertionError, match="gathered"):
         Representation._fit_weighted(make().clone(), guarded, np.ones(400, dtype=int))
+
+
+class _OwnFit(ssi.PCA):
+    """A third-party subclass that overrides fit: its refits must go through it."""
+
+    calls = 0
+
+    def fit(self, X, y=None):
+        type(self).calls += 1
+        return super().fit(np.asarray(X) + 0.0)
+
+
+def test_subclass_overriding_fit_is_refitted_through_its_fit(monkeypatch):
+    model, cov, (X_pre, df, cols) = _pipeline(PIPELINES["pca"][0], None, {})
+    own = smf.ols("y ~ z", df, representation=_OwnFit(2).fit(X_pre), features=cols)
+    _OwnFit.calls = 0
+    a = own.fit(cov_type="bootstrap", cov_kwds=cov)
+    assert _OwnFit.calls == cov["reps"]  # the gathered copy, through the override
+    with monkeypatch.context() as patch:
+        _OldPath(patch)
+        b = model.fit(cov_type="bootstrap", cov_kwds=cov)
+    np.testing.assert_allclose(a.bse, b.bse, rtol=1e-9, atol=ATOL)

@@ -271,7 +271,8 @@ class Representation(ABC):
         return data_fingerprint(X)
 
     # ------------------------------------------------------------- weighted refit
-    def _fit_weighted(self, X, weights: np.ndarray) -> "Representation":
+    def _fit_weighted(self, X, weights: np.ndarray, rows: np.ndarray | None = None
+                      ) -> "Representation":
         r"""Fit on the pre-training units of ``X`` with unit ``i`` counted ``weights[i]``
         times: what a resampling replicate refits.
 
@@ -287,7 +288,9 @@ class Representation(ABC):
         a fit keeps no pre-training data (``pretrain_data_`` is None: a replicate needs
         its features, not its influence). This default, for a first stage that only
         implements ``fit(X)`` (third-party representations), is the gather: one copy of
-        the resampled rows per replicate.
+        the resampled rows per replicate, ``fit(X[rows])`` with the rows in the order
+        they were drawn when the caller passes them (as before weighted refits existed,
+        so such a first stage's replicates are unchanged), else in the order of ``X``.
 
         Parameters
         ----------
@@ -295,6 +298,9 @@ class Representation(ABC):
             The pre-training data as ``pretrain_data_`` holds them.
         weights : ndarray of int (m,)
             Count of each unit (row of ``X``).
+        rows : ndarray of int, optional
+            The drawn units themselves (``weights`` is their ``bincount``): only the
+            gathering fallback reads them.
 
         Returns
         -------
@@ -310,8 +316,10 @@ class Representation(ABC):
         >>> bool(np.allclose(weighted.params_, copied.params_, rtol=1e-10, atol=1e-12))
         True
         """
-        weights = np.asarray(weights)
-        return self.fit(X[np.repeat(np.arange(weights.size), weights)])
+        if rows is None:
+            weights = np.asarray(weights, dtype=np.intp)
+            rows = np.repeat(np.arange(weights.size), weights)
+        return self.fit(X[rows])
 
     # ------------------------------------------------------------------ shared
     def pretrain_units(self, start: int = 0, stop: int | None = None) -> np.ndarray:

@@ -223,7 +223,7 @@ class FactorModel(MEstimatorBase):
         """
         return self._fit_moments(X, self._moments(X))
 
-    def _fit_weighted(self, X, weights: np.ndarray) -> "FactorModel":
+    def _fit_weighted(self, X, weights: np.ndarray, rows=None) -> "FactorModel":
         """Fit on the rows of ``X`` counted ``weights`` times: the likelihood depends on
         the rows through their mean and covariance only, so the weighted moments
         (:func:`~ssl_inference.representations.chunked.row_moments`, one chunked pass)

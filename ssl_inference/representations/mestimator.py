@@ -218,7 +218,7 @@ class MEstimatorRepresentation(MEstimatorBase):
         """
         return self._fit_rows(X, None)
 
-    def _fit_weighted(self, X, weights: np.ndarray) -> "MEstimatorRepresentation":
+    def _fit_weighted(self, X, weights: np.ndarray, rows=None) -> "MEstimatorRepresentation":
         """Fit on the rows of ``X`` counted ``weights`` times.
 
         The objective is a sum over rows (``loss``, ``estimating_function`` and
@@ -231,7 +231,7 @@ class MEstimatorRepresentation(MEstimatorBase):
         ``optimize`` callable takes rows, not weights: it gets the gathered copy
         (:meth:`Representation._fit_weighted`)."""
         if callable(self.optimize):
-            return super()._fit_weighted(X, weights)
+            return super()._fit_weighted(X, weights, rows)
         return self._fit_rows(X, np.asarray(weights, dtype=np.float64))
 
     def _fit_rows(self, X, weights: np.ndarray | None) -> "MEstimatorRepresentation":

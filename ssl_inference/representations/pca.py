@@ -166,7 +166,7 @@ class PCA(MEstimatorBase):
         """Fit mean, (scales,) eigenvectors (and eigenvalues) on the rows ``X`` (m, p)."""
         return self._fit_moments(X, None)
 
-    def _fit_weighted(self, X, weights: np.ndarray) -> "PCA":
+    def _fit_weighted(self, X, weights: np.ndarray, rows=None) -> "PCA":
         """Fit on the rows of ``X`` counted ``weights`` times: the weighted mean and
         ``sum_i w_i (x_i - mean)(x_i - mean)' / sum_i w_i`` in one chunked pass (and the
         eigengap check weighted likewise); ``X[rows]`` is never gathered."""

@@ -384,7 +384,7 @@ class GaussianMixture(MixtureFeatures, MixtureDiagnostics, MEstimatorBase):
         """
         return self._fit_em(X, None)
 
-    def _fit_weighted(self, X, weights: np.ndarray) -> "GaussianMixture":
+    def _fit_weighted(self, X, weights: np.ndarray, rows=None) -> "GaussianMixture":
         """Fit on the rows of ``X`` counted ``weights`` times: weighted EM (each M-step
         sum carries ``w_i tau_ik``), k-means++ starts drawn from the sample with the rows
         repeated in place (so the same random numbers pick the same rows as a fit on
