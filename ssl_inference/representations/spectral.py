@@ -91,10 +91,12 @@ class SpectralContrastive(MEstimatorBase):
     views of the sample are then wrong (a warning says so).
 
     **Bootstrap.** :meth:`fit` also accepts one array of concatenated views, exactly
-    ``pretrain_data_``: ``clone().fit(pretrain_data_[rows])`` refits on resampled
-    units (and, in permutation mode, redraws the negatives), which is what the aligned
-    bootstrap does. A clone of a fitted ``negatives="auto"`` model has the resolved
-    mode, so the single-array layout is never ambiguous.
+    ``pretrain_data_``. The aligned bootstrap refits a clone on resampled units: with
+    given negatives on ``pretrain_data_`` with each triple's count as its weight (no
+    copy of the resampled triples), in permutation mode on the copied pairs
+    ``pretrain_data_[rows]``, among which it redraws the negatives. A clone of a fitted
+    ``negatives="auto"`` model has the resolved mode, so the single-array layout is
+    never ambiguous.
 
     **Fit.** Start from the population solution computed on the sample: with
     ``S = (1/m) sum x x'`` and ``S_+ = (1/2m) sum (x x+' + x+ x')``,
