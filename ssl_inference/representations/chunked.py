@@ -194,9 +194,10 @@ def _moments_chunk(block, start, stop, *weights, shift):
     if not weights:
         return (np.array([float(stop - start)]), centred.sum(axis=0), centred.T @ centred,
                 bad)
-    weighted = centred * weights[0][:, None]
-    return (np.array([float(weights[0].sum())]), weighted.sum(axis=0),
-            weighted.T @ centred, bad)
+    w = weights[0]
+    drawn = w > 0  # a bootstrap leaves about 37% of the rows out: skip them
+    root = centred[drawn] * np.sqrt(w[drawn])[:, None]  # R'R: the symmetric product
+    return (np.array([float(w.sum())]), w[drawn] @ centred[drawn], root.T @ root, bad)
 
 
 def row_moments(X, name: str = "X_pre", *, chunk_rows: int = DEFAULT_CHUNK_ROWS,

@@ -673,13 +673,22 @@ def _mean_hessian(A, X, Xp, Xn, sigma=None, weights=None) -> np.ndarray:
     for start in range(0, n, DEFAULT_CHUNK_ROWS):
         rows = slice(start, start + DEFAULT_CHUNK_ROWS)
         x, xp, xn = X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows)
+        if weights is not None:  # the drawn triples of the chunk, each counted w times
+            w = weights[rows]
+            drawn = w > 0
+            x, xp, xn, w = x[drawn], xp[drawn], xn[drawn], w[drawn]
         Fx, _, Fn, c = _views_terms(A, x, xp, xn)
-        w = np.ones((len(x), 1)) if weights is None else weights[rows, None]
-        block += -2.0 * ((w * x).T @ xp + (w * xp).T @ x) + 2.0 * (
-            (x * (w[:, 0] * c)[:, None]).T @ xn + (xn * (w[:, 0] * c)[:, None]).T @ x)
         g = (Fn[:, :, None] * x[:, None, :] + Fx[:, :, None] * xn[:, None, :]).reshape(
             len(x), -1)
-        outer += (w * g).T @ g
+        if weights is None:
+            block += -2.0 * (x.T @ xp + xp.T @ x) + 2.0 * ((x * c[:, None]).T @ xn
+                                                           + (xn * c[:, None]).T @ x)
+        else:  # sum w (...): M + M' for the symmetric pairs, sqrt(w) g in g'g
+            M = (x * w[:, None]).T @ xp
+            N = (x * (w * c)[:, None]).T @ xn
+            block += -2.0 * (M + M.T) + 2.0 * (N + N.T)
+            g = g * np.sqrt(w)[:, None]
+        outer += g.T @ g
     for a in range(k):  # I_k (x) block, without np.kron's overhead
         outer[a * d:(a + 1) * d, a * d:(a + 1) * d] += block / 2.0
     return 2.0 * outer / m
