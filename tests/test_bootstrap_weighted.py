@@ -19,6 +19,7 @@ import pytest
 import ssl_inference as ssi
 import ssl_inference.formula.api as smf
 from ssl_inference import bootstrap as bootstrap_module
+from ssl_inference import jackknife as jackknife_module
 from ssl_inference.bootstrap import resample_units
 from ssl_inference.representations.base import Representation
 
@@ -83,10 +84,11 @@ def _draws(m, design, rng):
     """Pre-training rows of one replicate: plain, clustered, or overlapping designs."""
     if design == "rows":
         return resample_units(rng, m, 50)[0]
+    uneven = np.random.default_rng(0).integers(0, 40, size=m)  # clusters of 5 to 25 rows
     if design == "clusters":
-        return resample_units(rng, m, 50, None, None, np.arange(m) // 7)[0]
+        return resample_units(rng, m, 50, None, None, uneven)[0]
     if design == "shared-clusters":
-        return resample_units(rng, m, 50, None, np.arange(50) % 9, np.arange(m) % 9)[0]
+        return resample_units(rng, m, 50, None, np.arange(50) % 40, uneven)[0]
     pidx = np.full(50, -1)
     pidx[:20] = np.arange(0, 40, 2)
     return resample_units(rng, m, 50, pidx)[0]  # overlap by rows
@@ -106,6 +108,7 @@ def test_weighted_refit_equals_the_gathered_refit(name, design):
     rows = _draws(X.shape[0], design, np.random.default_rng(11))
     counts = np.bincount(rows, minlength=X.shape[0])
     assert counts.max() > 1 and (counts == 0).any()
+    assert (rows.size != X.shape[0]) == (design in ("clusters", "shared-clusters"))
     weighted = _params_quiet(lambda: make().clone()._fit_weighted(X, counts))
     in_order = _params_quiet(lambda: make().clone().fit(X[np.sort(rows)]))
     drawn = _params_quiet(lambda: make().clone().fit(X[rows]))  # the old path
@@ -152,7 +155,8 @@ def test_dask_pca_weighted_refit_reads_blocks():
 
 
 class _OldPath:
-    """The copying refit as it was: ``clone.fit(X_pre[pre_rows])`` in draw order."""
+    """The copying refit as it was: ``clone.fit(X_pre[pre_rows])`` in draw order
+    (bootstrap resamples and jackknife deletions)."""
 
     def __init__(self, monkeypatch):
         self.rows = None
@@ -167,6 +171,7 @@ class _OldPath:
             return rep.fit(X[self.rows])
 
         monkeypatch.setattr(bootstrap_module, "refit_replicate", remember)
+        monkeypatch.setattr(jackknife_module, "refit_replicate", remember)
         for cls in (ssi.PCA, ssi.FactorModel, ssi.GaussianMixture,
                     ssi.MEstimatorRepresentation, ssi.SpectralContrastive):
             monkeypatch.setattr(cls, "_fit_weighted", gather)
@@ -286,3 +291,21 @@ def test_subclass_overriding_fit_is_refitted_through_its_fit(monkeypatch):
         _OldPath(patch)
         b = model.fit(cov_type="bootstrap", cov_kwds=cov)
     np.testing.assert_allclose(a.bse, b.bse, rtol=1e-9, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["factor", "mixture"])
+def test_exact_jackknife_equals_the_copying_path(name, monkeypatch):
+    make, kind, _ = PIPELINES[name]
+    X_pre = _data(kind, m=120, seed=8)
+    _, df, _ = make_problem(seed=9, n=40, p=X_pre.shape[1])
+    cols = [f"x{i}" for i in range(X_pre.shape[1])]
+    df[cols] = X_pre[::3][:40] + 0.1 * df[cols].to_numpy()
+    model = smf.ols("y ~ z", df, representation=_params_quiet(lambda: make().fit(X_pre)),
+                    features=cols)
+    cov = {"progress": False, "max_degenerate": 1.0}
+    new = model.fit(cov_type="jackknife", cov_kwds=cov)
+    with monkeypatch.context() as patch:
+        _OldPath(patch)
+        old = model.fit(cov_type="jackknife", cov_kwds=cov)
+    np.testing.assert_allclose(new.bse, old.bse, rtol=1e-9, atol=ATOL)
+    assert new.bse.min() > 0

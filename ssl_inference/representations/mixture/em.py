@@ -54,8 +54,8 @@ def initial_responsibilities(X: np.ndarray, K: int, rng: np.random.Generator,
         if np.array_equal(new, centers):
             break
         centers = new
-    resp = np.zeros((m, K))
-    resp[np.arange(m), labels] = 1.0
+    resp = np.zeros((X.shape[0], K))
+    resp[np.arange(X.shape[0]), labels] = 1.0
     return resp
 
 
