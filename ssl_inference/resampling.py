@@ -49,6 +49,7 @@ import numpy as np
 from statsmodels.tools import sm_exceptions
 
 from .exceptions import ConvergenceWarning, IdentificationWarning
+from .representations.base import Representation
 from .symmetry import Orthogonal, Permutations, SignFlips
 from .symmetry import align as align_to
 
@@ -282,9 +283,13 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
 
     ``X_pre`` is the full-sample representation's pre-training data (read once by the
     caller); ``pre_rows=None`` keeps the full-sample representation (a replicate that
-    changes only the labeled rows). Only ``X_pre[pre_rows]``, one replicate's copy, is
-    made. ``random_state`` replaces an unset (None) or shared (Generator)
-    ``random_state`` hyper-parameter of the representation, so that refits with random
+    changes only the labeled rows). The representation is refitted on the full
+    ``X_pre`` with unit weights, the count of each unit in ``pre_rows``
+    (:meth:`~ssl_inference.representations.base.Representation._fit_weighted`): the
+    built-in first stages never gather ``X_pre[pre_rows]``; a representation that only
+    implements ``fit`` gets that copy of the resample, ``fit(X_pre[pre_rows])``.
+    ``random_state`` replaces an unset (None) or shared (Generator) ``random_state``
+    hyper-parameter of the representation, so that refits with random
     starts are reproducible whatever process runs them. First-stage and second-stage
     warnings are recorded as the replicate's problem instead of being shown; a
     first-stage warning the full-sample fit has too is no problem (module docstring).
@@ -301,7 +306,7 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", (IdentificationWarning, ConvergenceWarning))
             try:
-                refit = clone.fit(X_pre[pre_rows])
+                refit = _refit_first_stage(clone, X_pre, pre_rows)
             except (ValueError, ArithmeticError) as exc:
                 return ReplicateFit(None, None, f"first stage failed: {type(exc).__name__}: "
                                                 f"{reason_of(exc)}", detail=str(exc))
@@ -329,6 +334,22 @@ def refit_replicate(model, X_pre: np.ndarray | None, pre_rows, lab_rows, *, fit_
     params, second, second_detail = _second_stage(model, endog, design, lab_rows, fit_kwds)
     return ReplicateFit(params, refit if params is not None else None, problem or second,
                         repeated, detail if problem else second_detail)
+
+
+def _refit_first_stage(clone, X_pre, pre_rows):
+    """``clone`` refitted on the resample ``pre_rows`` of ``X_pre``: its weighted fit
+    with the counts of the units, unless a subclass overrides ``fit`` below the class
+    that defines the weighted fit (e.g. ``class MyPCA(ssi.PCA)`` with its own ``fit``):
+    then the inherited weighted fit would bypass that ``fit``, and the gathered copy
+    ``fit(X_pre[pre_rows])`` is refitted instead."""
+    pre_rows = np.asarray(pre_rows, dtype=np.intp)
+    counts = np.bincount(pre_rows, minlength=X_pre.shape[0])
+    mro = type(clone).__mro__
+    fit_owner = next(c for c in mro if "fit" in c.__dict__)
+    weighted_owner = next(c for c in mro if "_fit_weighted" in c.__dict__)
+    if issubclass(weighted_owner, fit_owner):
+        return clone._fit_weighted(X_pre, counts, pre_rows)
+    return Representation._fit_weighted(clone, X_pre, counts, pre_rows)
 
 
 def _without_pretrain_data(rep):

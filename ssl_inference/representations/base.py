@@ -55,8 +55,10 @@ class Representation(ABC):
     ==================================  ======================================================
     member                              used by
     ==================================  ======================================================
-    ``fit(X_pre)`` (abstract)           the user; the aligned bootstrap refits
-                                        ``clone().fit(pretrain_data_[rows])``
+    ``fit(X_pre)`` (abstract)           the user
+    :meth:`_fit_weighted`               bootstrap and jackknife replicates refit
+                                        ``clone()._fit_weighted(pretrain_data_, counts)``
+                                        (default: ``fit`` on the gathered rows)
     ``n_features_out_`` (abstract)      the second-stage design (``k``)
     ``_transform(X)`` (abstract)        :meth:`transform`: features of validated raw rows
     ``feature_vjp`` (abstract)          first-stage Jacobian of coefficients, predictions
@@ -127,8 +129,9 @@ class Representation(ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        # fit, and _fit_at (a fit at a given estimate, polished: used by the adapters)
-        for name in ("fit", "_fit_at"):
+        # fit, _fit_at (a fit at a given estimate, polished: used by the adapters) and
+        # _fit_weighted (a fit on weighted units: the resampling replicates)
+        for name in ("fit", "_fit_at", "_fit_weighted"):
             method = cls.__dict__.get(name)
             if method is not None and not getattr(method, "_records_warnings", False):
                 setattr(cls, name, _recording_fit_warnings(method))
@@ -267,6 +270,57 @@ class Representation(ABC):
         array: its graph's token, see
         :func:`~ssl_inference.representations.chunked.data_fingerprint`)."""
         return data_fingerprint(X)
+
+    # ------------------------------------------------------------- weighted refit
+    def _fit_weighted(self, X, weights: np.ndarray, rows: np.ndarray | None = None
+                      ) -> "Representation":
+        r"""Fit on the pre-training units of ``X`` with unit ``i`` counted ``weights[i]``
+        times: what a resampling replicate refits.
+
+        A bootstrap resample is the full ``X`` with integer counts (how often each unit
+        was drawn, 0 for units not drawn); a jackknife deletion has counts 0 and 1. The
+        result equals ``fit(X[np.repeat(np.arange(m), weights)])`` (the resample with its
+        rows in the order of ``X``), to rounding.
+
+        The built-in first stages override this with a fit whose sums over units carry
+        the weights (``sum_i w_i f(u_i)``), reading ``X`` chunk by chunk with the
+        matching slice of ``weights``, so a replicate never gathers ``X[rows]`` (for a
+        memmap or dask ``X_pre`` of 10^7 rows that gather is the replicate's cost). Such
+        a fit keeps no pre-training data (``pretrain_data_`` is None: a replicate needs
+        its features, not its influence). This default, for a first stage that only
+        implements ``fit(X)`` (third-party representations), is the gather: one copy of
+        the resampled rows per replicate, ``fit(X[rows])`` with the rows in the order
+        they were drawn when the caller passes them (as before weighted refits existed,
+        so such a first stage's replicates are unchanged), else in the order of ``X``.
+
+        Parameters
+        ----------
+        X : ndarray, memmap or dask array (m, w)
+            The pre-training data as ``pretrain_data_`` holds them.
+        weights : ndarray of int (m,)
+            Count of each unit (row of ``X``).
+        rows : ndarray of int, optional
+            The drawn units themselves (``weights`` is their ``bincount``): only the
+            gathering fallback reads them.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np, ssl_inference as ssi
+        >>> X = np.random.default_rng(0).normal(size=(200, 3)) * [3.0, 2.0, 1.0]
+        >>> counts = np.bincount(np.random.default_rng(1).integers(0, 200, 200), minlength=200)
+        >>> weighted = ssi.PCA(1).clone()._fit_weighted(X, counts)
+        >>> copied = ssi.PCA(1).fit(X[np.repeat(np.arange(200), counts)])
+        >>> bool(np.allclose(weighted.params_, copied.params_, rtol=1e-10, atol=1e-12))
+        True
+        """
+        if rows is None:
+            weights = np.asarray(weights, dtype=np.intp)
+            rows = np.repeat(np.arange(weights.size), weights)
+        return self.fit(X[rows])
 
     # ------------------------------------------------------------------ shared
     def pretrain_units(self, start: int = 0, stop: int | None = None) -> np.ndarray:

@@ -188,18 +188,29 @@ def shippable(obj):
     return out
 
 
-def _moments_chunk(block, start, stop, shift):
+def _moments_chunk(block, start, stop, *weights, shift):
     centred = block - shift
-    return np.array([float(stop - start)]), centred.sum(axis=0), centred.T @ centred
+    if not weights:
+        return np.array([float(stop - start)]), centred.sum(axis=0), centred.T @ centred
+    w = weights[0]
+    drawn = w > 0  # a bootstrap leaves about 37% of the rows out: skip them
+    root = centred[drawn] * np.sqrt(w[drawn])[:, None]  # R'R: the symmetric product
+    return np.array([float(w.sum())]), w[drawn] @ centred[drawn], root.T @ root
 
 
-def row_moments(X, name: str = "X_pre", *, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+def row_moments(X, name: str = "X_pre", *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+                weights: np.ndarray | None = None):
     r"""Mean and (1/m) covariance of the rows of ``X`` in one chunked pass.
 
     Moments are accumulated about a shift ``s`` (the mean of the first rows), so that
     a large mean does not cancel: ``S = (1/m) sum (x - s)(x - s)' - (xbar - s)(xbar - s)'``.
     Non-finite entries make the sums non-finite (the finiteness check of lazy inputs:
     only then are the offending rows looked for).
+
+    With ``weights`` (one count ``w_i >= 0`` per row, e.g. how often a bootstrap
+    resample drew row ``i``) the sums are ``sum_i w_i (...)`` and ``m = sum_i w_i``:
+    the moments of the sample in which row ``i`` appears ``w_i`` times, read chunk by
+    chunk with the matching slice of ``weights`` (no gather of the resampled rows).
 
     Raises
     ------
@@ -212,13 +223,19 @@ def row_moments(X, name: str = "X_pre", *, chunk_rows: int = DEFAULT_CHUNK_ROWS)
     >>> mean, cov = row_moments(X, chunk_rows=300)
     >>> bool(np.allclose(cov, np.cov(X.T, bias=True), rtol=1e-9))
     True
+    >>> w = np.random.default_rng(1).integers(0, 3, size=1000)
+    >>> wmean, wcov = row_moments(X, weights=w, chunk_rows=300)
+    >>> copy = X[np.repeat(np.arange(1000), w)]
+    >>> bool(np.allclose(wcov, np.cov(copy.T, bias=True), rtol=1e-9))
+    True
     """
     m, p = X.shape
     shift = np.asarray(X[:min(m, 256)], dtype=np.float64).mean(axis=0)
     if not np.all(np.isfinite(shift)):
         shift = np.zeros(p)
+    aligned = () if weights is None else (np.asarray(weights, dtype=np.float64),)
     count, total, cross = reduce_rows(X, functools.partial(_moments_chunk, shift=shift),
-                                      chunk_rows=chunk_rows)
+                                      aligned=aligned, chunk_rows=chunk_rows)
     if not (np.all(np.isfinite(total)) and np.all(np.isfinite(cross))):
         # a NaN or infinite entry makes its column's sum non-finite; otherwise the
         # finite values overflowed (the rows are looked for on this error path only)

@@ -221,7 +221,18 @@ class FactorModel(MEstimatorBase):
         (``IdentificationWarning``) on Heywood cases, factors with zero loadings and a
         singular horizontal Hessian; in these cases the standard errors are not valid.
         """
-        arr, mean, S, sd = self._moments(X)
+        return self._fit_moments(X, self._moments(X))
+
+    def _fit_weighted(self, X, weights: np.ndarray, rows=None) -> "FactorModel":
+        """Fit on the rows of ``X`` counted ``weights`` times: the likelihood depends on
+        the rows through their mean and covariance only, so the weighted moments
+        (:func:`~ssl_inference.representations.chunked.row_moments`, one chunked pass)
+        are the fit's whole reading of ``X``; ``X[rows]`` is never gathered."""
+        return self._fit_moments(X, self._moments(X, np.asarray(weights, dtype=np.float64)))
+
+    def _fit_moments(self, X, moments) -> "FactorModel":
+        """Maximum likelihood from ``(arr, mean, S, sd, m, weighted)`` of :meth:`_moments`."""
+        arr, mean, S, sd, m, weighted = moments
         k = self.n_factors
         if self.noise == "isotropic":
             L, psi, n_iter, converged = ppca_closed_form(S, k)
@@ -237,7 +248,8 @@ class FactorModel(MEstimatorBase):
                 if gnorm > STATIONARY_GTOL:
                     converged = False
             L, psi = sd[:, None] * L, sd ** 2 * psi
-        self._set_fit(X, arr, mean, S, L, psi, n_iter, converged, heywood)
+        self._set_fit(X, arr, mean, S, L, psi, n_iter, converged, heywood, m=m,
+                      keep_data=not weighted)
         return self
 
     def _fit_at(self, X, loadings, noise_variance) -> "FactorModel":
@@ -246,7 +258,7 @@ class FactorModel(MEstimatorBase):
         steps polish it to the maximum of the likelihood (diagonal noise); the adapters
         use it. Falls back to :meth:`fit` when the polish does not reach a stationary
         point."""
-        arr, mean, S, sd = self._moments(X)
+        arr, mean, S, sd, _, _ = self._moments(X)
         L = np.asarray(loadings, dtype=float)
         psi = np.asarray(noise_variance, dtype=float)
         if self.noise == "isotropic":
@@ -262,15 +274,17 @@ class FactorModel(MEstimatorBase):
         self._set_fit(X, arr, mean, S, sd[:, None] * L, sd ** 2 * psi, 0, converged, heywood)
         return self
 
-    def _moments(self, X):
-        """Validated ``X_pre``, its mean, (1/m) covariance and standard deviations."""
+    def _moments(self, X, weights: np.ndarray | None = None):
+        """Validated ``X_pre``, its mean, (1/m) covariance, standard deviations, ``m``
+        and whether the rows were weighted (rows counted ``weights`` times)."""
         self._check_hyperparameters()
         arr = as_pretrain_array(X, "X_pre")
-        m, p = arr.shape
+        p = arr.shape[1]
+        m = arr.shape[0] if weights is None else int(round(weights.sum()))
         self._check_n_factors(self.n_factors, p)
         if m < 2:
             raise ValueError(f"X_pre needs at least 2 rows to estimate a covariance; got {m}.")
-        mean, S = row_moments(arr, "X_pre")  # one chunked pass
+        mean, S = row_moments(arr, "X_pre", weights=weights)  # one chunked pass
         sd = np.sqrt(np.diag(S))
         constant = np.flatnonzero(sd <= 1e-12 * max(sd.max(), np.finfo(float).tiny))
         if constant.size:
@@ -278,11 +292,15 @@ class FactorModel(MEstimatorBase):
                 f"X_pre column(s) {constant.tolist()} are constant: a factor model needs a "
                 "positive variance for every raw feature. Drop these columns."
             )
-        return arr, mean, S, sd
+        return arr, mean, S, sd, m, weights is not None
 
-    def _set_fit(self, X, arr, mean, S, L, psi, n_iter, converged, heywood) -> None:
-        """Fitted state at the estimate ``(mean, L, psi)`` (raw scale), in the gauge."""
-        m, p = arr.shape
+    def _set_fit(self, X, arr, mean, S, L, psi, n_iter, converged, heywood, *,
+                 m: int | None = None, keep_data: bool = True) -> None:
+        """Fitted state at the estimate ``(mean, L, psi)`` (raw scale), in the gauge
+        (``m`` units, ``arr.shape[0]`` unless weighted; a weighted refit keeps no
+        pre-training data)."""
+        p = arr.shape[1]
+        m = arr.shape[0] if m is None else m
         k = self.n_factors
         L = principal_axes_gauge(L, psi)
         self._record_input_names(self, X)
@@ -298,7 +316,7 @@ class FactorModel(MEstimatorBase):
         self.loglike_ = gaussian_loglike(S, L, psi, m)
         self.params_ = self._pack_params()
         self.symmetry_ = Orthogonal(k)
-        self.pretrain_data_ = arr
+        self.pretrain_data_ = arr if keep_data else None
         self._sample_cov = S
         cond = self.linearize(self._average_hessian(),
                               rotation_tangent(self.components_, lead=p,

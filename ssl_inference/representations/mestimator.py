@@ -216,14 +216,35 @@ class MEstimatorRepresentation(MEstimatorBase):
         >>> bool(np.isclose(rep.params_[0] ** 2, np.mean(X ** 2)))
         True
         """
+        return self._fit_rows(X, None)
+
+    def _fit_weighted(self, X, weights: np.ndarray, rows=None) -> "MEstimatorRepresentation":
+        """Fit on the rows of ``X`` counted ``weights`` times.
+
+        The objective is a sum over rows (``loss``, ``estimating_function`` and
+        ``hessian`` are per-row terms and their mean), so every pass of :meth:`fit`
+        carries the weights: ``sum_i w_i psi(x_i)`` for the optimiser and the
+        stationarity check, ``sum_i w_i d psi(x_i)/d theta'`` for the Hessian (a
+        user ``hessian``, a mean over the rows it is given, is called on the rows of
+        each chunk that share a weight), and the probe rows (derivative checks) are
+        the first rows of the resample. ``X[rows]`` is never gathered. A user
+        ``optimize`` callable takes rows, not weights: it gets the gathered copy
+        (:meth:`Representation._fit_weighted`)."""
+        if callable(self.optimize):
+            return super()._fit_weighted(X, weights, rows)
+        return self._fit_rows(X, np.asarray(weights, dtype=np.float64))
+
+    def _fit_rows(self, X, weights: np.ndarray | None) -> "MEstimatorRepresentation":
+        """The fit on the rows of ``X`` (counted ``weights`` times when given)."""
         self._check_hyperparameters()
         arr = as_pretrain_array(X, "X_pre")  # numpy, memmap or dask: passes are chunked
-        m, width = arr.shape
+        width = arr.shape[1]
+        m = arr.shape[0] if weights is None else int(round(weights.sum()))
         if m < 2:
             raise ValueError(f"X_pre needs at least 2 rows; got {m}.")
         p = width if self.n_features_in is None else int(self.n_features_in)
         theta = self._initial_theta(arr)
-        probe = np.asarray(arr[:PROBE_ROWS], dtype=float)
+        probe = _leading_rows(arr, weights, PROBE_ROWS)
         derivatives = self._choose_derivatives(probe, theta)
         phi = self._evaluate_features(probe[:, :p], theta)
         k = phi.shape[1]
@@ -236,11 +257,11 @@ class MEstimatorRepresentation(MEstimatorBase):
         derivatives["features"] = self._choose_feature_derivative(probe[:, :p], theta)
         solver_note = None
         if self.optimize is not False:
-            theta, solver_note = self._optimise(arr, theta)
-        self._check_stationary(*self._psi_moments(arr, theta), m, solver_note)
+            theta, solver_note = self._optimise(arr, theta, weights)
+        self._check_stationary(*self._psi_moments(arr, theta, weights), m, solver_note)
         V = vertical_basis(theta.size, self._vertical_directions(theta, group))
-        H = self._hessian_at(arr, theta)
-        self._check_vertical(arr, theta, H, V)
+        H = self._hessian_at(arr, theta, weights)
+        self._check_vertical(_leading_rows(arr, weights, DEFAULT_CHUNK_ROWS), theta, H, V)
         rtol = 1e-6 if "central differences of central" in derivatives["hessian"] else 1e-10
         rcond = self.linearize(H, V, rtol=rtol)
         if rcond < 1e-6:
@@ -255,7 +276,7 @@ class MEstimatorRepresentation(MEstimatorBase):
         self.params_ = theta
         self.symmetry_ = group
         self.derivatives_ = derivatives
-        self.pretrain_data_ = arr
+        self.pretrain_data_ = arr if weights is None else None  # a replicate keeps none
         self._k = k
         return self
 
@@ -355,8 +376,12 @@ class MEstimatorRepresentation(MEstimatorBase):
             return np.asarray(self.psi_map(X, theta))
         return jacobian(lambda s: self.loss(X, s), theta, self._numdiff["loss"])
 
-    def _hessian_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """Mean ``d psi / d theta'`` over the rows of ``X``, streamed in chunks."""
+    def _hessian_at(self, X: np.ndarray, theta: np.ndarray,
+                    weights: np.ndarray | None = None) -> np.ndarray:
+        """Mean ``d psi / d theta'`` over the rows of ``X`` (counted ``weights`` times),
+        streamed in chunks."""
+        if weights is not None:
+            return self._weighted_hessian_at(X, theta, weights)
         if self.hessian is not None:
             if not is_lazy(X):
                 return np.asarray(self.hessian(X, theta), dtype=float)
@@ -368,6 +393,25 @@ class MEstimatorRepresentation(MEstimatorBase):
         def chunk_sum(chunk, start, stop):
             return jacobian(lambda s: self._psi_at(chunk, s).sum(axis=0), theta, method, step)
         return reduce_rows(X, chunk_sum) / X.shape[0]
+
+    def _weighted_hessian_at(self, X, theta: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """``(1/sum w) sum_i w_i d psi(x_i) / d theta'``: a user ``hessian`` (a mean over
+        the rows it is given) on each chunk's rows of equal weight ``c``, times ``c``
+        and their number; otherwise the derivative of ``sum_i w_i psi(x_i)``."""
+        if self.hessian is not None:
+            def chunk_sum(chunk, lo, hi, w):
+                total = 0.0
+                for c in np.unique(w[w > 0]):
+                    rows = chunk[w == c]
+                    total = total + c * rows.shape[0] * np.asarray(
+                        self.hessian(rows, theta), dtype=float)
+                return total + np.zeros((theta.size, theta.size))
+        else:
+            method, step = self._numdiff["hessian"]
+
+            def chunk_sum(chunk, lo, hi, w):
+                return jacobian(lambda s: w @ self._psi_at(chunk, s), theta, method, step)
+        return reduce_rows(X, chunk_sum, aligned=(weights,)) / weights.sum()
 
     def _feature_jacobian_at(self, X: np.ndarray, theta: np.ndarray) -> np.ndarray:
         """``d phi(x; theta) / d theta'`` per row (n, k, q)."""
@@ -387,17 +431,20 @@ class MEstimatorRepresentation(MEstimatorBase):
         return phi
 
     # ------------------------------------------------------------ fit checks
-    def _psi_moments(self, X: np.ndarray, theta: np.ndarray):
-        def chunk_sums(chunk, start, stop):
+    def _psi_moments(self, X: np.ndarray, theta: np.ndarray,
+                     weights: np.ndarray | None = None):
+        def chunk_sums(chunk, start, stop, *w):
             psi = self._psi_at(chunk, theta)
-            return (psi.sum(axis=0), (psi ** 2).sum(axis=0),
-                    np.array([np.count_nonzero(~np.isfinite(chunk))]))
-        total, total_sq, bad = reduce_rows(X, chunk_sums)
+            bad = np.array([np.count_nonzero(~np.isfinite(chunk))])
+            if w:
+                return w[0] @ psi, w[0] @ psi ** 2, bad
+            return psi.sum(axis=0), (psi ** 2).sum(axis=0), bad
+        total, total_sq, bad = reduce_rows(X, chunk_sums, aligned=_aligned(weights))
         if bad[0]:
             raise ValueError(
                 f"X_pre contains NaN or infinite values ({int(bad[0])} entries). Remove or "
                 "impute these rows before fitting the first stage.")
-        m = X.shape[0]
+        m = X.shape[0] if weights is None else weights.sum()
         mean = total / m
         rms = np.sqrt(total_sq / m)
         sd = np.sqrt(np.maximum(total_sq / m - mean ** 2, 0.0))
@@ -467,23 +514,27 @@ class MEstimatorRepresentation(MEstimatorBase):
                     "symmetry. Check symmetry=, vertical= / act=."
                 )
 
-    def _optimise(self, X: np.ndarray, theta0: np.ndarray) -> tuple[np.ndarray, str]:
-        """Fit theta on ``X`` from ``params``; returns it with a note on the solver."""
+    def _optimise(self, X: np.ndarray, theta0: np.ndarray,
+                  weights: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+        """Fit theta on ``X`` (rows counted ``weights`` times) from ``params``; returns it
+        with a note on the solver."""
         if callable(self.optimize):
             theta = np.asarray(self.optimize(X, theta0.copy()), dtype=float)
             if theta.shape != theta0.shape or not np.all(np.isfinite(theta)):
                 raise ValueError(f"optimize(X, params) must return a finite array of shape "
                                  f"{theta0.shape}; got {theta.shape}.")
             return theta, "user's optimize callable"
-        m = X.shape[0]
+        m = X.shape[0] if weights is None else weights.sum()
+        aligned = _aligned(weights)
 
         def mean_psi(t):
-            return reduce_rows(X, lambda chunk, lo, hi: self._psi_at(chunk, t).sum(axis=0)) / m
+            return reduce_rows(X, lambda chunk, lo, hi, *w: _row_sum(
+                self._psi_at(chunk, t), w), aligned=aligned) / m
 
         if self.loss is not None:
             def mean_loss(t):
-                return float(reduce_rows(
-                    X, lambda chunk, lo, hi: np.array([np.sum(self.loss(chunk, t))]))[0]) / m
+                return float(reduce_rows(X, lambda chunk, lo, hi, *w: np.atleast_1d(_row_sum(
+                    np.asarray(self.loss(chunk, t)), w)), aligned=aligned)[0]) / m
             result = optimize.minimize(mean_loss, theta0, jac=mean_psi, method="BFGS",
                                        options={"gtol": 1e-10, "maxiter": 2000})
             note = f"scipy BFGS: {result.message}"
@@ -602,3 +653,23 @@ class MEstimatorRepresentation(MEstimatorBase):
         """
         self._check_fitted()
         return self._psi_at(np.asarray(U, dtype=float), self.params_)
+
+
+def _aligned(weights: np.ndarray | None) -> tuple:
+    """The row-aligned arrays of a (weighted) reduction."""
+    return () if weights is None else (weights,)
+
+
+def _row_sum(values: np.ndarray, weights: tuple) -> np.ndarray:
+    """``sum_i v_i`` over a chunk's rows, or ``sum_i w_i v_i`` with ``weights = (w,)``."""
+    return values.sum(axis=0) if not weights else weights[0] @ values
+
+
+def _leading_rows(X, weights: np.ndarray | None, count: int) -> np.ndarray:
+    """The first ``count`` rows of the sample (each row of ``X`` repeated ``weights``
+    times when given), read from a leading slice of ``X``: no gather of ``X[rows]``."""
+    if weights is None:
+        return np.asarray(X[:count], dtype=float)
+    stop = int(np.searchsorted(np.cumsum(weights), count)) + 1
+    head = np.asarray(X[:stop], dtype=float)
+    return np.repeat(head, weights[:stop].astype(np.intp), axis=0)[:count]

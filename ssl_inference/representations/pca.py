@@ -164,9 +164,20 @@ class PCA(MEstimatorBase):
 
     def fit(self, X, y=None) -> "PCA":
         """Fit mean, (scales,) eigenvectors (and eigenvalues) on the rows ``X`` (m, p)."""
+        return self._fit_moments(X, None)
+
+    def _fit_weighted(self, X, weights: np.ndarray, rows=None) -> "PCA":
+        """Fit on the rows of ``X`` counted ``weights`` times: the weighted mean and
+        ``sum_i w_i (x_i - mean)(x_i - mean)' / sum_i w_i`` in one chunked pass (and the
+        eigengap check weighted likewise); ``X[rows]`` is never gathered."""
+        return self._fit_moments(X, np.asarray(weights, dtype=np.float64))
+
+    def _fit_moments(self, X, weights: np.ndarray | None) -> "PCA":
+        """The fit from the (weighted) moments of the rows of ``X``."""
         self._check_hyperparameters()
         arr = as_pretrain_array(X, "X_pre")
-        m, p = arr.shape
+        p = arr.shape[1]
+        m = arr.shape[0] if weights is None else int(round(weights.sum()))
         k = self.n_components
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < p:
             raise ValueError(
@@ -177,7 +188,7 @@ class PCA(MEstimatorBase):
             )
         if m < 2:
             raise ValueError(f"X_pre needs at least 2 rows to estimate a covariance; got {m}.")
-        mean, cov = row_moments(arr, "X_pre")  # one chunked pass
+        mean, cov = row_moments(arr, "X_pre", weights=weights)  # one chunked pass
         scale = None
         if self.standardize:
             scale = np.sqrt(np.diag(cov))
@@ -210,8 +221,8 @@ class PCA(MEstimatorBase):
         if not self.whiten:
             self.explained_variance_ = evals[:k].copy()
         self.symmetry_ = SignFlips(k) if self.symmetry == "sign" else Orthogonal(k)
-        self.pretrain_data_ = arr
-        self._warn_if_unidentified()
+        self.pretrain_data_ = arr if weights is None else None  # a replicate keeps none
+        self._warn_if_unidentified(arr, weights)
         return self
 
     # ---------------------------------------------------------------- parameters
@@ -302,8 +313,9 @@ class PCA(MEstimatorBase):
             w[l, j] = 1.0 / gap
         return w
 
-    def _warn_if_unidentified(self) -> None:
-        """Warn when an eigengap that the chosen mode needs is within 2 SE of zero."""
+    def _warn_if_unidentified(self, X, weights: np.ndarray | None = None) -> None:
+        """Warn when an eigengap that the chosen mode needs is within 2 SE of zero (over
+        the rows of ``X``, counted ``weights`` times when given)."""
         k, m = self.n_components, self.nobs_
         pairs = np.arange(k) if self.symmetry == "sign" else np.array([k - 1])
         lam = self.eigenvalues_
@@ -313,11 +325,12 @@ class PCA(MEstimatorBase):
         # O(chunk) memory; the mean of s_j^2 - s_{j+1}^2 is the gap, so deviations from
         # it are summed (no cancellation in the one-pass variance)
         dev_sum, dev_sumsq = reduce_rows(
-            self._pretrain_data, functools.partial(  # fingerprinted just now by fit
+            X, functools.partial(  # fingerprinted just now by fit
                 _gap_deviations, mean=self.mean_,
                 scale=self.scale_ if self.standardize else None, E=E, gaps=gaps,
                 centre_after=not self.standardize and bool(
-                    np.abs(self.mean_).max() <= 1e3 * np.sqrt(lam[pairs[-1] + 1]))))
+                    np.abs(self.mean_).max() <= 1e3 * np.sqrt(lam[pairs[-1] + 1]))),
+            aligned=() if weights is None else (weights,))
         se_gaps = np.sqrt(np.maximum(dev_sumsq / m - (dev_sum / m) ** 2, 0.0) / m)
         for j, gap, se_gap in zip(pairs.tolist(), gaps, se_gaps):
             if gap < 2.0 * se_gap:
@@ -510,9 +523,10 @@ class PCA(MEstimatorBase):
         return min(chunk_rows, max(64, chunk_rows * P.shape[0] // P.shape[1]))
 
 
-def _gap_deviations(X, start, stop, mean, scale, E, gaps, centre_after=False):
+def _gap_deviations(X, start, stop, *weights, mean, scale, E, gaps, centre_after=False):
     """Sums of ``dev_j = s_j^2 - s_{j+1}^2 - gap_j`` and of ``dev_j^2`` over a chunk of
-    rows, ``s = E'z`` for the consecutive eigenvectors ``E`` of the pairs.
+    rows (each row counted ``weights[0]`` times when given), ``s = E'z`` for the
+    consecutive eigenvectors ``E`` of the pairs.
 
     ``centre_after``: ``s = E'x - E'mean`` (no centred copy of the chunk; used when the
     mean is not large against the spread, so that nothing cancels)."""
@@ -525,4 +539,6 @@ def _gap_deviations(X, start, stop, mean, scale, E, gaps, centre_after=False):
     sq *= sq
     dev = sq[:, :-1] - sq[:, 1:]
     dev -= gaps
+    if weights:
+        return weights[0] @ dev, weights[0] @ (dev * dev)
     return dev.sum(axis=0), np.einsum("ij,ij->j", dev, dev)

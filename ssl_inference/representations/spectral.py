@@ -91,10 +91,12 @@ class SpectralContrastive(MEstimatorBase):
     views of the sample are then wrong (a warning says so).
 
     **Bootstrap.** :meth:`fit` also accepts one array of concatenated views, exactly
-    ``pretrain_data_``: ``clone().fit(pretrain_data_[rows])`` refits on resampled
-    units (and, in permutation mode, redraws the negatives), which is what the aligned
-    bootstrap does. A clone of a fitted ``negatives="auto"`` model has the resolved
-    mode, so the single-array layout is never ambiguous.
+    ``pretrain_data_``. The aligned bootstrap refits a clone on resampled units: with
+    given negatives on ``pretrain_data_`` with each triple's count as its weight (no
+    copy of the resampled triples), in permutation mode on the copied pairs
+    ``pretrain_data_[rows]``, among which it redraws the negatives. A clone of a fitted
+    ``negatives="auto"`` model has the resolved mode, so the single-array layout is
+    never ambiguous.
 
     **Fit.** Start from the population solution computed on the sample: with
     ``S = (1/m) sum x x'`` and ``S_+ = (1/2m) sum (x x+' + x+ x')``,
@@ -206,9 +208,32 @@ class SpectralContrastive(MEstimatorBase):
         >>> bool(np.array_equal(again.components_, rep.components_))
         True
         """
+        return self._fit_views(X, X_pos, X_neg, None)
+
+    def _fit_weighted(self, X, weights: np.ndarray, rows=None) -> "SpectralContrastive":
+        """Fit on the units of ``X`` (the single-array layout) counted ``weights`` times.
+
+        With given negatives the units are the triples ``[x, x+, x-]`` and the loss, its
+        gradient and Hessian, the start moments ``S``, ``S_+`` and the diagnostics are
+        means over them: each carries ``w_i``, and ``X[rows]`` is never gathered (the
+        trust-region iterations use the curvature of every ``s``-th triple with its
+        weight, a strided view, so they take another path than a fit on the gathered
+        triples to the same minimum, which the final exact Newton steps reach to
+        rounding). With negatives drawn inside ``fit`` (``"permutation"``) a refit
+        redraws them among the resampled pairs, a derangement of the resample's rows
+        that no weighting of the original pairs expresses: that refit gets the gathered
+        copy (:meth:`Representation._fit_weighted`).
+        """
+        if self.negatives != "given":
+            return super()._fit_weighted(X, weights, rows)
+        return self._fit_views(X, None, None, np.asarray(weights, dtype=np.float64))
+
+    def _fit_views(self, X, X_pos, X_neg, weights: np.ndarray | None):
+        """The fit on the views (units counted ``weights`` times when given)."""
         k = self.n_components
         X_, Xp, Xn, mode, units = self._parse_views(X, X_pos, X_neg)
-        m, d = X_.shape
+        d = X_.shape[1]
+        m = X_.shape[0] if weights is None else int(round(weights.sum()))
         if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k < d:
             raise ValueError(
                 f"n_components must be an integer with 1 <= n_components < d = {d} (the "
@@ -226,11 +251,13 @@ class SpectralContrastive(MEstimatorBase):
         if mode == "permutation":  # negatives x-_i = x+_sigma(i), never copied
             sigma = _cyclic_derangement(m, np.random.default_rng(self.random_state))
         else:
-            _warn_if_reused(Xp, Xn)
-        S = X_.T @ X_ / m
-        lam, W = _generalized_eigen(S, _sym(X_.T @ Xp) / m, k)
+            _warn_if_reused(Xp, Xn, weights)
+        Xw = X_ if weights is None else X_ * weights[:, None]  # (m, d): not a gather
+        S = Xw.T @ X_ / m
+        lam, W = _generalized_eigen(S, _sym(Xw.T @ Xp) / m, k)
         A0 = np.sqrt(lam[:k])[:, None] * W[:, :k].T
-        A, converged, grad_size, H = _minimise(A0, X_, Xp, Xn, self.max_iter, sigma)
+        A, converged, grad_size, H = _minimise(A0, X_, Xp, Xn, self.max_iter, sigma,
+                                               weights)
         if not converged:
             warnings.warn(
                 f"The refinement of the spectral contrastive loss stopped after "
@@ -252,13 +279,13 @@ class SpectralContrastive(MEstimatorBase):
         self.negative_index_ = sigma
         if units is None:  # the single-array layout of the views
             units = np.hstack([X_, Xp] if mode == "permutation" else [X_, Xp, Xn])
-        self.pretrain_data_ = units
+        self.pretrain_data_ = units if weights is None else None  # a replicate keeps none
         self.second_moment_ = S
         self.generalized_eigenvalues_ = lam
         self.components_ = A
         self.params_ = A.ravel().copy()
         self.symmetry_ = Orthogonal(k)
-        self._warn_if_unidentified(lam, W, X_, Xp)
+        self._warn_if_unidentified(lam, W, X_, Xp, weights)
         return self
 
     def _parse_views(self, X, X_pos, X_neg):
@@ -304,20 +331,26 @@ class SpectralContrastive(MEstimatorBase):
                                  "each row of X needs its own view.")
         return X_, Xp, Xn, mode, None
 
-    def _warn_if_unidentified(self, lam, W, X, Xp) -> None:
+    def _warn_if_unidentified(self, lam, W, X, Xp, weights=None) -> None:
         """Warn when ``lambda_k - max(lambda_{k+1}, 0)`` is within 2 SE of zero.
 
         ``lambda_j = w_j' S_+ w_j`` with ``w_j' S w_j = 1`` has per-row influence
         ``(w_j'x)(w_j'x+) - lambda_j (w_j'x)^2``; the SE of the gap is the SD of the
-        difference of these over the rows divided by ``sqrt(m)``.
+        difference of these over the rows divided by ``sqrt(m)`` (rows counted
+        ``weights`` times when given).
         """
-        k, m = self.n_components, X.shape[0]
+        k = self.n_components
+        m = X.shape[0] if weights is None else weights.sum()
         cols = [k - 1, k] if lam[k] > 0 else [k - 1]
         a, b = X @ W[:, cols], Xp @ W[:, cols]
         t = a * b - lam[cols] * a ** 2
         diff = t[:, 0] - t[:, 1] if len(cols) == 2 else t[:, 0]
         gap = lam[k - 1] - max(lam[k], 0.0)
-        se = diff.std() / np.sqrt(m)
+        if weights is None:
+            se = diff.std() / np.sqrt(m)
+        else:
+            centred = diff - weights @ diff / m
+            se = np.sqrt(weights @ centred ** 2 / m) / np.sqrt(m)
         if gap < 2 * se:
             warnings.warn(
                 f"Generalised eigenvalue {k} of the pairs ({lam[k - 1]:.4g}) is not "
@@ -525,13 +558,18 @@ def _cyclic_derangement(m: int, rng: np.random.Generator) -> np.ndarray:
     return sigma
 
 
-def _warn_if_reused(Xp: np.ndarray, Xn: np.ndarray) -> None:
-    rows = {row.tobytes(): i for i, row in enumerate(Xp)}
-    found = np.array([rows.get(row.tobytes(), -1) for row in Xn])
-    reused = int(np.sum((found >= 0) & (found != np.arange(len(Xn)))))
-    if reused > len(Xn) // 2:
+def _warn_if_reused(Xp: np.ndarray, Xn: np.ndarray, weights=None) -> None:
+    """Warn when most negatives are positive views of other pairs (of the triples with
+    a positive weight, counted ``weights`` times, when given)."""
+    present = np.arange(len(Xp)) if weights is None else np.flatnonzero(weights > 0)
+    rows = {Xp[i].tobytes(): i for i in present}
+    found = np.array([rows.get(Xn[i].tobytes(), -1) for i in present], dtype=np.intp)
+    hit = (found >= 0) & (found != present)
+    reused = int(hit.sum() if weights is None else weights[present] @ hit)
+    total = len(Xn) if weights is None else int(round(weights.sum()))
+    if reused > total // 2:
         warnings.warn(
-            f"{reused} of {len(Xn)} negatives are positive views of other pairs. The triples "
+            f"{reused} of {total} negatives are positive views of other pairs. The triples "
             "are then dependent and the i.i.d. sandwich of negatives='given' is wrong; call "
             "fit(X, X_pos) instead and let the estimator draw the negatives (its influence "
             "accounts for the reuse).", UserWarning, stacklevel=3)
@@ -582,15 +620,25 @@ def _views_terms(A, X, Xp, Xn, sigma=None):
     return Fx, Fp, Fn, np.einsum("nk,nk->n", Fx, Fn)
 
 
-def _loss(A, X, Xp, Xn, sigma=None, terms=None) -> float:
-    """Mean loss; ``terms`` are :func:`_views_terms` at ``A`` when known."""
+def _loss(A, X, Xp, Xn, sigma=None, terms=None, weights=None) -> float:
+    """Mean loss (weighted mean with unit ``weights``); ``terms`` are
+    :func:`_views_terms` at ``A`` when known."""
     Fx, Fp, _, c = _views_terms(A, X, Xp, Xn, sigma) if terms is None else terms
-    return float(np.mean(-2.0 * np.einsum("nk,nk->n", Fx, Fp) + c ** 2))
+    per_unit = -2.0 * np.einsum("nk,nk->n", Fx, Fp) + c ** 2
+    if weights is None:
+        return float(np.mean(per_unit))
+    return float(weights @ per_unit / weights.sum())
 
 
-def _mean_gradient(A, X, Xp, Xn, sigma=None, terms=None) -> np.ndarray:
-    """Mean gradient (k, d); ``terms`` are :func:`_views_terms` at ``A`` when known."""
+def _mean_gradient(A, X, Xp, Xn, sigma=None, terms=None, weights=None) -> np.ndarray:
+    """Mean gradient (k, d), each triple counted ``weights`` times when given (given
+    negatives only); ``terms`` are :func:`_views_terms` at ``A`` when known."""
     Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn, sigma) if terms is None else terms
+    if weights is not None:
+        w = weights[:, None]
+        G = (w * (2.0 * c[:, None] * Fn - 2.0 * Fp)).T @ X
+        G += (w * 2.0 * c[:, None] * Fx).T @ Xn - 2.0 * (w * Fx).T @ Xp
+        return G / weights.sum()
     G = (2.0 * c[:, None] * Fn - 2.0 * Fp).T @ X
     if sigma is None:
         G += (2.0 * c[:, None] * Fx).T @ Xn - 2.0 * Fx.T @ Xp
@@ -614,20 +662,32 @@ def _negative_share(A, MS, B) -> np.ndarray:
                   + (BMS @ A.T)[:, :, None] * B[:, None, :])
 
 
-def _mean_hessian(A, X, Xp, Xn, sigma=None) -> np.ndarray:
-    """``I_k (x) mean[-2(x x+' + x+ x') + 2c(x x-' + x- x')] + 2 mean[g g']``."""
+def _mean_hessian(A, X, Xp, Xn, sigma=None, weights=None) -> np.ndarray:
+    """``I_k (x) mean[-2(x x+' + x+ x') + 2c(x x-' + x- x')] + 2 mean[g g']`` (means
+    weighted by ``weights`` when given)."""
     k, d = A.shape
-    m = X.shape[0]
+    n = X.shape[0]
+    m = n if weights is None else weights.sum()
     block = np.zeros((d, d))
     outer = np.zeros((k * d, k * d))
-    for start in range(0, m, DEFAULT_CHUNK_ROWS):
+    for start in range(0, n, DEFAULT_CHUNK_ROWS):
         rows = slice(start, start + DEFAULT_CHUNK_ROWS)
         x, xp, xn = X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows)
+        if weights is not None:  # the drawn triples of the chunk, each counted w times
+            w = weights[rows]
+            drawn = w > 0
+            x, xp, xn, w = x[drawn], xp[drawn], xn[drawn], w[drawn]
         Fx, _, Fn, c = _views_terms(A, x, xp, xn)
-        block += -2.0 * (x.T @ xp + xp.T @ x) + 2.0 * ((x * c[:, None]).T @ xn
-                                                       + (xn * c[:, None]).T @ x)
         g = (Fn[:, :, None] * x[:, None, :] + Fx[:, :, None] * xn[:, None, :]).reshape(
             len(x), -1)
+        if weights is None:
+            block += -2.0 * (x.T @ xp + xp.T @ x) + 2.0 * ((x * c[:, None]).T @ xn
+                                                           + (xn * c[:, None]).T @ x)
+        else:  # sum w (...): M + M' for the symmetric pairs, sqrt(w) g in g'g
+            M = (x * w[:, None]).T @ xp
+            N = (x * (w * c)[:, None]).T @ xn
+            block += -2.0 * (M + M.T) + 2.0 * (N + N.T)
+            g = g * np.sqrt(w)[:, None]
         outer += g.T @ g
     for a in range(k):  # I_k (x) block, without np.kron's overhead
         outer[a * d:(a + 1) * d, a * d:(a + 1) * d] += block / 2.0
@@ -644,7 +704,7 @@ SUBSAMPLE_ROWS_PER_PARAMETER = 200
 RESTART_ITERATIONS = 10
 
 
-def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
+def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None, weights=None):
     """Minimise the sample loss from ``A0``; returns (A, converged, relative gradient,
     mean Hessian).
 
@@ -663,10 +723,15 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
     returned is that exact one, taken before the last steps: they move ``A`` by about
     the relative gradient (1e-10), so it is the Hessian at the returned ``A`` to that
     accuracy.
+
+    ``weights`` (given negatives only): triple ``i`` counted ``w_i`` times in the loss,
+    gradient and Hessians; the subsample is every ``s``-th triple with its weight.
     """
     k, d = A0.shape
-    m = X.shape[0]
-    scale = 4.0 * np.linalg.norm(A0) * np.abs(X.T @ Xp).max() / m
+    n = X.shape[0]
+    m = n if weights is None else weights.sum()
+    Xw = X if weights is None else X * weights[:, None]
+    scale = 4.0 * np.linalg.norm(A0) * np.abs(Xw.T @ Xp).max() / m
     cache: dict = {}
 
     def terms(a):
@@ -676,13 +741,17 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
         return cache["terms"]
 
     def fun(a):
-        return _loss(a.reshape(k, d), X, Xp, Xn, sigma, terms(a))
+        return _loss(a.reshape(k, d), X, Xp, Xn, sigma, terms(a), weights)
 
     def jac(a):
-        return _mean_gradient(a.reshape(k, d), X, Xp, Xn, sigma, terms(a)).ravel()
+        return _mean_gradient(a.reshape(k, d), X, Xp, Xn, sigma, terms(a), weights).ravel()
 
-    rows = np.arange(0, m, max(1, min(m // (SUBSAMPLE_ROWS_PER_PARAMETER * A0.size), 20)))
-    sub = (X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows))
+    step = max(1, min(int(m) // (SUBSAMPLE_ROWS_PER_PARAMETER * A0.size), 20))
+    if weights is None:
+        rows = np.arange(0, m, step)
+        sub = (X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows))
+    else:  # strided views with their weights: no gather
+        sub = (X[::step], Xp[::step], Xn[::step], None, weights[::step])
     a, used, size = A0.ravel(), 0, np.inf
     while used < max_iter:  # the curvature is refreshed every RESTART_ITERATIONS
         H_sub = _mean_hessian(a.reshape(k, d), *sub)
@@ -699,11 +768,12 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None):
                             1e-10 * scale, max_steps=20)  # cheap: to 1e-10
     if np.abs(grad).max() > 1e-10 * scale:  # not there (a hard start): exact curvature
         result = optimize.minimize(
-            fun, a, jac=jac, hess=lambda a: _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma),
+            fun, a, jac=jac, hess=lambda a: _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma,
+                                                          weights),
             method="trust-exact", options={"gtol": 1e-8 * scale,
                                            "maxiter": max(max_iter - used, 1)})
         a, grad = result.x, jac(result.x)
-    H = _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma)
+    H = _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma, weights)
     a, grad = _newton_steps(a, grad, jac, H, (k, d), 1e-14 * scale)  # exact: to rounding
     grad_size = float(np.abs(grad).max() / scale)
     return a.reshape(k, d), grad_size < 1e-10, grad_size, H

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import stats
 
 from ...exceptions import IdentificationWarning
+from ..chunked import DEFAULT_CHUNK_ROWS
 
 __all__ = ["MixtureDiagnostics"]
 
@@ -47,6 +48,20 @@ class MixtureDiagnostics:
         if self._frame is not None:
             self._warn_if_gated_basis_unidentified()
 
+    def _fit_influence_covariance(self, K: np.ndarray) -> np.ndarray:
+        """``influence_covariance(K)`` of the rows the fit saw: for a weighted fit
+        (``_fit_rows = (X, w)``, a resampling replicate without pre-training data)
+        ``(1/m^2) sum_i w_i B_i B_i'`` with ``B = IF(x_i) K'``, in chunks of rows."""
+        rows = getattr(self, "_fit_rows", None)
+        if rows is None:
+            return self.influence_covariance(K)
+        X, w = rows
+        gram = np.zeros((K.shape[0], K.shape[0]))
+        for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
+            B = self.influence(X[start:start + DEFAULT_CHUNK_ROWS]) @ K.T
+            gram += (B * w[start:start + DEFAULT_CHUNK_ROWS, None]).T @ B
+        return gram / self.nobs_ ** 2
+
     def _indistinguishable_pairs(self) -> list[tuple[int, int, str]]:
         """Pairs of components whose parameters are not significantly different.
 
@@ -61,7 +76,7 @@ class MixtureDiagnostics:
         size = own[0].size
         selection = np.zeros((K * size, layout.q))
         selection[np.arange(K * size), np.concatenate(own)] = 1.0
-        V = self.influence_covariance(selection)
+        V = self._fit_influence_covariance(selection)
         threshold = stats.chi2.ppf(0.95, size)
         out = []
         for j in range(K):
@@ -94,7 +109,7 @@ class MixtureDiagnostics:
             for b_sign, b in ((1.0, a), (-1.0, a + 1)):
                 g = (2.0 / K) * (centred @ E[:, b])[:, None] * E[:, b][None, :]
                 grads[i, layout.mean_start:layout.cov_start] += b_sign * g.ravel()
-        se = np.sqrt(np.diag(self.influence_covariance(grads)))
+        se = np.sqrt(np.diag(self._fit_influence_covariance(grads)))
         gaps = lam[pairs] - lam[pairs + 1]
         for a, gap, s in zip(pairs.tolist(), gaps, se):
             if gap < 2.0 * s:

@@ -19,33 +19,54 @@ class DegenerateStart(Exception):
     """An EM start produced a singular covariance or an empty component."""
 
 
-def initial_responsibilities(X: np.ndarray, K: int, rng: np.random.Generator) -> np.ndarray:
-    """Hard assignment to k-means++ seeds refined by a few Lloyd iterations."""
-    m = X.shape[0]
+def initial_responsibilities(X: np.ndarray, K: int, rng: np.random.Generator,
+                             weights: np.ndarray | None = None) -> np.ndarray:
+    """Hard assignment to k-means++ seeds refined by a few Lloyd iterations.
+
+    With ``weights`` (row ``i`` counted ``w_i`` times) the seeds are drawn from the
+    sample with the rows repeated in place, ``np.repeat(arange(n), w)`` (an index of
+    ``m`` integers, not a copy of the rows), with the same random numbers, and the
+    Lloyd means are weighted: the start of ``X[np.repeat(arange(n), w)]``.
+    """
+    expanded = (None if weights is None
+                else np.repeat(np.arange(X.shape[0]), np.asarray(weights, dtype=np.intp)))
+    m = X.shape[0] if expanded is None else expanded.size
+
+    def row(i):
+        return X[i] if expanded is None else X[expanded[i]]
+
     centers = np.empty((K, X.shape[1]))
-    centers[0] = X[rng.integers(m)]
+    centers[0] = row(rng.integers(m))
     dist2 = ((X - centers[0]) ** 2).sum(axis=1)
     for k in range(1, K):
-        total = dist2.sum()
-        idx = rng.choice(m, p=dist2 / total) if total > 0 else rng.integers(m)
-        centers[k] = X[idx]
+        per_draw = dist2 if expanded is None else dist2[expanded]
+        total = per_draw.sum()
+        idx = rng.choice(m, p=per_draw / total) if total > 0 else rng.integers(m)
+        centers[k] = row(idx)
         dist2 = np.minimum(dist2, ((X - centers[k]) ** 2).sum(axis=1))
     sq_norms = (X ** 2).sum(axis=1, keepdims=True)
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=float)
     for _ in range(10):
         labels = (sq_norms - 2.0 * X @ centers.T + (centers ** 2).sum(axis=1)).argmin(axis=1)
-        new = np.array([X[labels == k].mean(axis=0) if np.any(labels == k) else centers[k]
-                        for k in range(K)])
+        mine = [(labels == k) & (w > 0) for k in range(K)]
+        new = np.array([w[mine[k]] @ X[mine[k]] / w[mine[k]].sum() if np.any(mine[k])
+                        else centers[k] for k in range(K)])
         if np.array_equal(new, centers):
             break
         centers = new
-    resp = np.zeros((m, K))
-    resp[np.arange(m), labels] = 1.0
+    resp = np.zeros((X.shape[0], K))
+    resp[np.arange(X.shape[0]), labels] = 1.0
     return resp
 
 
-def m_step(X: np.ndarray, resp: np.ndarray, covariance_type: str) -> MixtureParams:
-    """Weighted ML update of weights, means and covariances (precision Cholesky)."""
-    m, d = X.shape
+def m_step(X: np.ndarray, resp: np.ndarray, covariance_type: str,
+           weights: np.ndarray | None = None) -> MixtureParams:
+    """Weighted ML update of weights, means and covariances (precision Cholesky); rows
+    counted ``weights`` times when given (``resp`` times the weights in every sum)."""
+    d = X.shape[1]
+    m = X.shape[0] if weights is None else float(weights.sum())
+    if weights is not None:
+        resp = resp * weights[:, None]
     K = resp.shape[1]
     counts = resp.sum(axis=0)
     if np.any(counts <= 1e-8 * m):
@@ -76,13 +97,15 @@ def m_step(X: np.ndarray, resp: np.ndarray, covariance_type: str) -> MixturePara
 
 
 def run_em(X: np.ndarray, resp: np.ndarray, covariance_type: str, max_iter: int,
-           tol: float):
-    """EM from initial responsibilities: (mixture, mean loglik, n_iter, converged)."""
+           tol: float, weights: np.ndarray | None = None):
+    """EM from initial responsibilities: (mixture, mean loglik, n_iter, converged); rows
+    counted ``weights`` times when given."""
     previous = -np.inf
     for n_iter in range(1, max_iter + 1):
-        mix = m_step(X, resp, covariance_type)
+        mix = m_step(X, resp, covariance_type, weights)
         resp, loglik = posterior(X, mix)
-        current = float(loglik.mean())
+        current = float(loglik.mean() if weights is None
+                        else weights @ loglik / weights.sum())
         if not np.isfinite(current):
             raise DegenerateStart("the log-likelihood became infinite.")
         if abs(current - previous) < tol:
@@ -92,8 +115,10 @@ def run_em(X: np.ndarray, resp: np.ndarray, covariance_type: str, max_iter: int,
 
 
 def best_em_start(X: np.ndarray, K: int, covariance_type: str, *, n_init: int,
-                  max_iter: int, tol: float, rng: np.random.Generator):
-    """The best of ``n_init`` EM starts: (mixture, n_iter, converged, failure messages).
+                  max_iter: int, tol: float, rng: np.random.Generator,
+                  weights: np.ndarray | None = None):
+    """The best of ``n_init`` EM starts: (mixture, n_iter, converged, failure messages);
+    rows counted ``weights`` times when given.
 
     A start that degenerates is replaced by a fresh one, at most ``MAX_FAILED_STARTS``
     times in all.
@@ -106,8 +131,8 @@ def best_em_start(X: np.ndarray, K: int, covariance_type: str, *, n_init: int,
     best, failures, successes = None, [], 0
     while successes < n_init and len(failures) < MAX_FAILED_STARTS:
         try:
-            result = run_em(X, initial_responsibilities(X, K, rng), covariance_type,
-                            max_iter, tol)
+            result = run_em(X, initial_responsibilities(X, K, rng, weights),
+                            covariance_type, max_iter, tol, weights)
         except DegenerateStart as exc:
             failures.append(str(exc))
             continue
@@ -124,20 +149,23 @@ def best_em_start(X: np.ndarray, K: int, covariance_type: str, *, n_init: int,
     return mix, n_iter, converged, failures
 
 
-def newton_polish(X: np.ndarray, layout: Layout, theta: np.ndarray) -> np.ndarray:
-    """Newton steps on the mean log-likelihood (fixed Hessian, backtracking)."""
-    hessian = mean_hessian(layout, X, layout.unpack(theta))
+def newton_polish(X: np.ndarray, layout: Layout, theta: np.ndarray,
+                  weights: np.ndarray | None = None) -> np.ndarray:
+    """Newton steps on the mean log-likelihood (fixed Hessian, backtracking); rows
+    counted ``weights`` times when given."""
+    hessian = mean_hessian(layout, X, layout.unpack(theta), weights=weights)
     try:
         np.linalg.cholesky(-hessian)
     except np.linalg.LinAlgError:
         return theta  # not at a strict local maximum: reported by the diagnostics
-    loglik = log_likelihood(X, layout.unpack(theta))
+    m = X.shape[0] if weights is None else weights.sum()
+    loglik = log_likelihood(X, layout.unpack(theta), weights)
     for _ in range(NEWTON_STEPS):
-        grad = score_sum(X, layout, theta) / X.shape[0]
+        grad = score_sum(X, layout, theta, weights) / m
         step = np.linalg.solve(-hessian, grad)
         for t in 0.5 ** np.arange(12):
             candidate = theta + t * step
-            new = log_likelihood(X, layout.unpack(candidate))
+            new = log_likelihood(X, layout.unpack(candidate), weights)
             if new >= loglik - 1e-12 * abs(loglik):
                 break
         else:

@@ -78,30 +78,37 @@ def component_gradient(layout: Layout, X: np.ndarray, mix: MixtureParams, W: np.
 
 
 def mean_hessian(layout: Layout, X: np.ndarray, mix: MixtureParams,
-                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
-    """``(1/m) sum_i d^2 log p(x_i) / d theta d theta'`` (formula in the class Notes)."""
+                  chunk_rows: int = DEFAULT_CHUNK_ROWS, *,
+                  weights: np.ndarray | None = None) -> np.ndarray:
+    """``(1/m) sum_i d^2 log p(x_i) / d theta d theta'`` (formula in the class Notes);
+    ``(1/sum w) sum_i w_i ...`` with row weights ``weights``."""
     K, d, q = layout.K, layout.d, layout.q
-    m = X.shape[0]
+    n = X.shape[0]
+    m = n if weights is None else float(weights.sum())
     pi = np.exp(mix.log_weights)
     H = np.zeros((q, q))
     H[:K - 1, :K - 1] = -m * (np.diag(pi[1:]) - np.outer(pi[1:], pi[1:]))
     counts, S1, S2 = np.zeros(K), np.zeros((K, d)), np.zeros((K, d, d))
     onehot = np.eye(K)
-    for start in range(0, m, chunk_rows):
+    for start in range(0, n, chunk_rows):
         chunk = X[start:start + chunk_rows]
         tau = posterior(chunk, mix)[0]
+        w = None if weights is None else weights[start:start + chunk_rows, None]
         score = np.zeros((chunk.shape[0], q))
         for k in range(K):
             G = component_gradient(layout, chunk, mix,
                                     np.broadcast_to(onehot[k], tau.shape), per_row=True)
             weighted = tau[:, k, None] * G
-            H += weighted.T @ G                                   # tau_k g_k g_k'
+            H += (weighted if w is None else w * weighted).T @ G  # tau_k g_k g_k'
             score += weighted
+            if w is not None:
+                tau = tau.copy()
+                tau[:, k] *= w[:, 0]
             V = chunk - mix.means[k]
             counts[k] += tau[:, k].sum()
             S1[k] += tau[:, k] @ V
             S2[k] += (V * tau[:, k, None]).T @ V
-        H -= score.T @ score                                      # - s s'
+        H -= (score if w is None else w * score).T @ score        # - s s'
     unit = np.eye(d * d).reshape(d * d, d, d)
     for k in range(K):
         U = mix.prec_chol[k]
@@ -118,20 +125,27 @@ def mean_hessian(layout: Layout, X: np.ndarray, mix: MixtureParams,
     return (H + H.T) / (2.0 * m)
 
 
-def log_likelihood(X: np.ndarray, mix: MixtureParams) -> float:
-    """``sum_i log p(x_i)``, streamed over chunks of rows."""
+def log_likelihood(X: np.ndarray, mix: MixtureParams,
+                   weights: np.ndarray | None = None) -> float:
+    """``sum_i log p(x_i)`` (``sum_i w_i log p(x_i)``), streamed over chunks of rows."""
     total = 0.0
     for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
-        total += posterior(X[start:start + DEFAULT_CHUNK_ROWS], mix)[1].sum()
+        logp = posterior(X[start:start + DEFAULT_CHUNK_ROWS], mix)[1]
+        total += logp.sum() if weights is None else (
+            weights[start:start + DEFAULT_CHUNK_ROWS] @ logp)
     return total
 
 
-def score_sum(X: np.ndarray, layout: Layout, theta: np.ndarray) -> np.ndarray:
-    """``sum_i s(x_i; theta)`` streamed over chunks of rows."""
+def score_sum(X: np.ndarray, layout: Layout, theta: np.ndarray,
+              weights: np.ndarray | None = None) -> np.ndarray:
+    """``sum_i s(x_i; theta)`` (``sum_i w_i s(x_i; theta)``) streamed over chunks of
+    rows."""
     mix = layout.unpack(theta)
     total = np.zeros(layout.q)
     for start in range(0, X.shape[0], DEFAULT_CHUNK_ROWS):
         chunk = X[start:start + DEFAULT_CHUNK_ROWS]
         tau = posterior(chunk, mix)[0]
+        if weights is not None:
+            tau = tau * weights[start:start + DEFAULT_CHUNK_ROWS, None]
         total += component_gradient(layout, chunk, mix, tau[:, :, None], per_row=False)[0]
     return total

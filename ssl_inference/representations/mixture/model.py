@@ -382,15 +382,28 @@ class GaussianMixture(MixtureFeatures, MixtureDiagnostics, MEstimatorBase):
         >>> rep.weights_.round(2)
         array([0.67, 0.33])
         """
+        return self._fit_em(X, None)
+
+    def _fit_weighted(self, X, weights: np.ndarray, rows=None) -> "GaussianMixture":
+        """Fit on the rows of ``X`` counted ``weights`` times: weighted EM (each M-step
+        sum carries ``w_i tau_ik``), k-means++ starts drawn from the sample with the rows
+        repeated in place (so the same random numbers pick the same rows as a fit on
+        ``X[np.repeat(arange(m), weights)]``), weighted Newton polish, Hessian and
+        diagnostics; ``X[rows]`` is never gathered."""
+        return self._fit_em(X, np.asarray(weights, dtype=np.float64))
+
+    def _fit_em(self, X, weights: np.ndarray | None) -> "GaussianMixture":
+        """EM from the best of ``n_init`` starts, rows counted ``weights`` times."""
         refuse_dask(X, "GaussianMixture", DASK_REASON)
         arr = as_float_matrix(X, "X_pre")
-        m, d = arr.shape
+        d = arr.shape[1]
+        m = arr.shape[0] if weights is None else int(round(weights.sum()))
         r = self._check_hyperparameters(m, d)
         layout = Layout(self.n_components, d, self.covariance_type)
         mix, n_iter, converged, failures = best_em_start(
             arr, self.n_components, self.covariance_type, n_init=self.n_init,
             max_iter=self.max_iter, tol=self.tol,
-            rng=np.random.default_rng(self.random_state))
+            rng=np.random.default_rng(self.random_state), weights=weights)
         if not converged:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations (change of the "
@@ -398,11 +411,14 @@ class GaussianMixture(MixtureFeatures, MixtureDiagnostics, MEstimatorBase):
                 "by Newton steps, but it may not be a local maximum. Increase max_iter.",
                 ConvergenceWarning, stacklevel=2)
         theta = layout.pack(np.exp(mix.log_weights), mix.means, mix.prec_chol)
-        self._set_fit(X, arr, layout, r, theta)
+        self._set_fit(X, arr, layout, r, theta, weights)
         self.converged_ = bool(converged)
         self.n_iter_ = int(n_iter)
         self.n_failed_starts_ = len(failures)
-        self._warn_if_unidentified()
+        try:
+            self._warn_if_unidentified()
+        finally:
+            self._fit_rows = None  # held for the diagnostics of a weighted fit only
         return self
 
     def _fit_at(self, X, weights, means, precisions_cholesky) -> "GaussianMixture":
@@ -427,21 +443,26 @@ class GaussianMixture(MixtureFeatures, MixtureDiagnostics, MEstimatorBase):
         self._warn_if_unidentified()
         return self
 
-    def _set_fit(self, X, arr: np.ndarray, layout: Layout, r: int, theta: np.ndarray) -> None:
-        """Polish ``theta`` to the maximum (Newton), fix the gauge and linearise there."""
+    def _set_fit(self, X, arr: np.ndarray, layout: Layout, r: int, theta: np.ndarray,
+                 weights: np.ndarray | None = None) -> None:
+        """Polish ``theta`` to the maximum (Newton), fix the gauge and linearise there
+        (rows counted ``weights`` times when given: a replicate, which keeps no
+        pre-training data, only ``_fit_rows`` for the diagnostics)."""
         K = self.n_components
-        theta = to_gauge(layout, newton_polish(arr, layout, theta))
+        theta = to_gauge(layout, newton_polish(arr, layout, theta, weights))
         self._record_input_names(self, X)
         self.n_features_in_ = arr.shape[1]
-        self.nobs_ = arr.shape[0]
-        self.pretrain_data_ = arr
+        self.nobs_ = arr.shape[0] if weights is None else int(round(weights.sum()))
+        self.pretrain_data_ = arr if weights is None else None
+        self._fit_rows = None if weights is None else (arr, weights)
         self._layout = layout
         self._gated_rank = r
         self._gated_mode = self.gated_symmetry if r else None
         self._gated_rotation = np.eye(r)  # coordinates R B'(x - mu_k); R = I in the gauge
         self._set_params(theta)
-        self.linearize(mean_hessian(layout, arr, self._mixture), singular="pinv")
-        self.llf_ = float(log_likelihood(arr, self._mixture))
+        self.linearize(mean_hessian(layout, arr, self._mixture, weights=weights),
+                       singular="pinv")
+        self.llf_ = float(log_likelihood(arr, self._mixture, weights))
         self.param_names_ = layout.names()
         if r and (self._frame is not None or self._gated_mode == "rotation"):
             coordinates = SignFlips(r) if self._gated_mode == "sign" else Orthogonal(r)
