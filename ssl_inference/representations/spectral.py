@@ -623,14 +623,30 @@ def _mean_gradient(A, X, Xp, Xn, sigma=None, terms=None, inverse=None) -> np.nda
     """Mean gradient (k, d); ``terms`` are :func:`_views_terms` at ``A`` when known,
     ``inverse`` is ``sigma^{-1}`` (:func:`_inverse_permutation`) when known."""
     Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn, sigma) if terms is None else terms
-    G = (2.0 * c[:, None] * Fn - 2.0 * Fp).T @ X
+    G = _transposed_product(2.0 * c[:, None] * Fn - 2.0 * Fp, X)
     if sigma is None:
-        G += (2.0 * c[:, None] * Fx).T @ Xn - 2.0 * Fx.T @ Xp
+        G += _transposed_product(2.0 * c[:, None] * Fx, Xn) - 2.0 * _transposed_product(
+            Fx, Xp)
     else:  # both products with X_pos in one; the negatives' term moved to sigma
         if inverse is None:
             inverse = _inverse_permutation(sigma)
-        G += (np.take(2.0 * c[:, None] * Fx, inverse, axis=0) - 2.0 * Fx).T @ Xp
+        G += _transposed_product(np.take(2.0 * c[:, None] * Fx, inverse, axis=0) - 2.0 * Fx,
+                                 Xp)
     return G / X.shape[0]
+
+
+#: Rows per block of :func:`_transposed_product` (blocks that stay in cache).
+PRODUCT_CHUNK_ROWS = 2048
+
+
+def _transposed_product(U: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``U' X`` for tall ``U`` (n, k) and ``X`` (n, d), summed over row blocks (BLAS is
+    faster on blocks that stay in cache than on the whole (k, n) by (n, d) product)."""
+    out = np.zeros((U.shape[1], X.shape[1]), dtype=np.result_type(U, X))
+    for start in range(0, X.shape[0], PRODUCT_CHUNK_ROWS):
+        rows = slice(start, start + PRODUCT_CHUNK_ROWS)
+        out += U[rows].T @ X[rows]
+    return out
 
 
 def _row_scores(A, X, Xp, Xn) -> np.ndarray:
