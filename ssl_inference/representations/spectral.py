@@ -234,6 +234,9 @@ class SpectralContrastive(MEstimatorBase):
             _warn_if_reused(Xp, Xn)
         if units is None:  # the single-array layout of the views
             units = np.hstack([X_, Xp] if mode == "permutation" else [X_, Xp, Xn])
+        else:  # the iterations read the views often: contiguous copies of the columns
+            X_, Xp = np.ascontiguousarray(X_), np.ascontiguousarray(Xp)
+            Xn = None if Xn is None else np.ascontiguousarray(Xn)
         moments = _moments(units, d, mode)
         S = moments.S
         lam, W = _generalized_eigen(S, moments.S_pos, k)
@@ -571,7 +574,10 @@ def _generalized_eigen(S: np.ndarray, S_pos: np.ndarray, k: int):
 def _negatives(Xp, Xn, sigma, rows=slice(None)) -> np.ndarray:
     """Rows ``rows`` of the negatives: ``X_pos[sigma]`` (permutation mode, gathered only
     for these rows) or the given ``Xn``."""
-    return Xn[rows] if sigma is None else np.take(Xp, sigma[rows], axis=0)
+    if sigma is None:
+        return Xn[rows]
+    # np.take is the faster gather, but copies a non-contiguous array whole first
+    return np.take(Xp, sigma[rows], axis=0) if Xp.flags.c_contiguous else Xp[sigma[rows]]
 
 
 def _inverse_permutation(sigma) -> np.ndarray:
