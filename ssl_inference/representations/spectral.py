@@ -625,34 +625,49 @@ def _loss(A, X, Xp, Xn, sigma=None, terms=None) -> float:
     return float(np.mean(-2.0 * np.einsum("nk,nk->n", Fx, Fp) + c ** 2))
 
 
-def _mean_gradient(A, X, Xp, Xn, sigma=None, terms=None, inverse=None) -> np.ndarray:
-    """Mean gradient (k, d); ``terms`` are :func:`_views_terms` at ``A`` when known,
-    ``inverse`` is ``sigma^{-1}`` (:func:`_inverse_permutation`) when known."""
-    Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn, sigma) if terms is None else terms
-    G = _transposed_product(2.0 * c[:, None] * Fn - 2.0 * Fp, X)
-    if sigma is None:
-        G += _transposed_product(2.0 * c[:, None] * Fx, Xn) - 2.0 * _transposed_product(
-            Fx, Xp)
-    else:  # both products with X_pos in one; the negatives' term moved to sigma
+def _mean_gradient(A, X, Xp, Xn, sigma=None, inverse=None) -> np.ndarray:
+    """Mean gradient (k, d) (:func:`_terms_and_gradient`)."""
+    return _terms_and_gradient(A, X, Xp, Xn, sigma, inverse)[1]
+
+
+#: Rows per block of :func:`_terms_and_gradient` (blocks that stay in cache).
+GRADIENT_CHUNK_ROWS = 2048
+
+
+def _terms_and_gradient(A, X, Xp, Xn, sigma=None, inverse=None):
+    """:func:`_views_terms` and the mean gradient (k, d) at ``A``, reading ``X`` once.
+
+    The gradient is the mean of the per-triple score of :func:`_row_scores`,
+    ``(2/m) [U'X + V'X_pos + W'X_neg]`` with ``U = c Ax- - Ax+``, ``V = -Ax``,
+    ``W = c Ax``. Over blocks of ``GRADIENT_CHUNK_ROWS`` rows (they stay in cache) the
+    features ``Ax`` of a block are formed and its ``U'X`` taken at once; in permutation
+    mode ``W'X_neg`` is a product with ``X_pos``, each row of ``W`` moved to the row
+    ``sigma(i)`` that holds its negative (``inverse`` is ``sigma^{-1}``
+    (:func:`_inverse_permutation`) when known), and joins ``V'X_pos`` in a second pass.
+    """
+    m = X.shape[0]
+    Fp = Xp @ A.T
+    Fn = np.take(Fp, sigma, axis=0) if sigma is not None else Xn @ A.T
+    Fx = np.empty_like(Fp)
+    c = np.empty(m, dtype=Fp.dtype)
+    G = np.zeros(A.shape, dtype=Fp.dtype)
+    for start in range(0, m, GRADIENT_CHUNK_ROWS):
+        rows = slice(start, start + GRADIENT_CHUNK_ROWS)
+        x = X[rows]
+        fx = Fx[rows] = x @ A.T
+        fn = Fn[rows]
+        cb = c[rows] = np.einsum("nk,nk->n", fx, fn)
+        G += (cb[:, None] * fn - Fp[rows]).T @ x
+        if sigma is None:
+            G += (cb[:, None] * fx).T @ Xn[rows] - fx.T @ Xp[rows]
+    if sigma is not None:
+        W = c[:, None] * Fx
         if inverse is None:
             inverse = _inverse_permutation(sigma)
-        G += _transposed_product(np.take(2.0 * c[:, None] * Fx, inverse, axis=0) - 2.0 * Fx,
-                                 Xp)
-    return G / X.shape[0]
-
-
-#: Rows per block of :func:`_transposed_product` (blocks that stay in cache).
-PRODUCT_CHUNK_ROWS = 2048
-
-
-def _transposed_product(U: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """``U' X`` for tall ``U`` (n, k) and ``X`` (n, d), summed over row blocks (BLAS is
-    faster on blocks that stay in cache than on the whole (k, n) by (n, d) product)."""
-    out = np.zeros((U.shape[1], X.shape[1]), dtype=np.result_type(U, X))
-    for start in range(0, X.shape[0], PRODUCT_CHUNK_ROWS):
-        rows = slice(start, start + PRODUCT_CHUNK_ROWS)
-        out += U[rows].T @ X[rows]
-    return out
+        for start in range(0, m, GRADIENT_CHUNK_ROWS):
+            rows = slice(start, start + GRADIENT_CHUNK_ROWS)
+            G += (np.take(W, inverse[rows], axis=0) - Fx[rows]).T @ Xp[rows]
+    return (Fx, Fp, Fn, c), 2.0 * G / m
 
 
 def _row_scores(A, X, Xp, Xn) -> np.ndarray:
@@ -779,18 +794,18 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma, moments: _Moments):
     inverse = None if sigma is None else _inverse_permutation(sigma)
     cache: dict = {}
 
-    def terms(a):
+    def evaluate(a):  # the views' terms and the gradient at a, once per point
         key = a.tobytes()
         if cache.get("key") != key:
-            cache.update(key=key, terms=_views_terms(a.reshape(k, d), X, Xp, Xn, sigma))
-        return cache["terms"]
+            terms, grad = _terms_and_gradient(a.reshape(k, d), X, Xp, Xn, sigma, inverse)
+            cache.update(key=key, terms=terms, grad=grad.ravel())
+        return cache
 
     def fun(a):
-        return _loss(a.reshape(k, d), X, Xp, Xn, sigma, terms(a))
+        return _loss(a.reshape(k, d), X, Xp, Xn, sigma, evaluate(a)["terms"])
 
     def jac(a):
-        return _mean_gradient(a.reshape(k, d), X, Xp, Xn, sigma, terms(a),
-                              inverse).ravel()
+        return evaluate(a)["grad"]
 
     a, grad, used = _moment_newton(A0.ravel(), jac(A0.ravel()), jac, moments, (k, d),
                                    1e-10 * scale, max_iter)
@@ -818,7 +833,7 @@ def _minimise(A0, X, Xp, Xn, max_iter: int, sigma, moments: _Moments):
             method="trust-exact", options={"gtol": 1e-8 * scale,
                                            "maxiter": max(max_iter - used, 1)})
         a, grad = result.x, jac(result.x)
-    H = _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma, moments.S_pos, terms(a))
+    H = _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma, moments.S_pos, evaluate(a)["terms"])
     a, grad = _newton_steps(a, grad, jac, H, (k, d), 1e-14 * scale)  # exact: to rounding
     grad_size = float(np.abs(grad).max() / scale)
     return a.reshape(k, d), grad_size < 1e-10, grad_size, H
