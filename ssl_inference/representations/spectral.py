@@ -11,7 +11,7 @@ orthogonal group ``O(k)`` acting on the left (features move by ``rho(Q) = Q``).
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,8 @@ from ..exceptions import ConvergenceWarning, IdentificationWarning
 from ..symmetry import Orthogonal
 from .base import DEFAULT_CHUNK_ROWS
 from .chunked import refuse_dask
-from .linearization import MEstimatorBase, horizontal_inverse, rotation_tangent
+from .linearization import (MEstimatorBase, horizontal_inverse, rotation_tangent,
+                            vertical_basis)
 
 __all__ = ["SpectralContrastive"]
 
@@ -43,7 +44,8 @@ class SpectralContrastive(MEstimatorBase):
         Seed of the negative draw: with an integer the fit is deterministic for equal
         data; None draws fresh negatives on every fit.
     max_iter : int
-        Iterations of the trust-region refinement of the closed-form start.
+        Iterations (Newton and trust-region steps) of the refinement of the closed-form
+        start.
     feature_prefix : str
         Prefix of the feature names (``sc0, sc1, ...``).
 
@@ -102,10 +104,13 @@ class SpectralContrastive(MEstimatorBase):
     ``S = (1/m) sum x x'`` and ``S_+ = (1/2m) sum (x x+' + x+ x')``,
     ``S^{1/2} A'A S^{1/2}`` is the truncation of ``C = S^{-1/2} S_+ S^{-1/2}`` to its
     top-k (positive) eigenvalues, i.e. ``A_0 = diag(sqrt(lambda_{1..k})) W_k'`` with
-    ``W = S^{-1/2} V``. Then minimise the sample loss (a quartic in ``A``) by SciPy's
-    Krylov trust-region method with the analytic gradient and the curvature of a
-    subsample of the triples (no full Hessian per step), finished by Newton steps; the
-    exact mean Hessian is formed once, at the end, for the influence. ``A`` is
+    ``W = S^{-1/2} V``. Then minimise the sample loss (a quartic in ``A``) by Newton
+    steps with the analytic gradient and the moment curvature (the Hessian with the
+    expectations over a negative independent of its pair taken from the second moments
+    ``S``, ``S_+`` and that of the negatives: no pass over the data), falling back on
+    SciPy's Krylov trust-region method with the curvature of a subsample of the triples
+    when these stall; the exact mean Hessian is formed once, at the end (one pass), for
+    the last Newton steps and the influence. ``A`` is
     unconstrained, so the gradient is exactly zero at the optimum and the Euclidean
     Hessian is the right curvature (THEORY.md §2, curvature caution). In permutation
     mode the negatives are never copied: the loss reads the features of the positive
@@ -252,12 +257,18 @@ class SpectralContrastive(MEstimatorBase):
             sigma = _cyclic_derangement(m, np.random.default_rng(self.random_state))
         else:
             _warn_if_reused(Xp, Xn, weights)
-        Xw = X_ if weights is None else X_ * weights[:, None]  # (m, d): not a gather
-        S = Xw.T @ X_ / m
-        lam, W = _generalized_eigen(S, _sym(Xw.T @ Xp) / m, k)
+        if units is None:  # the single-array layout of the views
+            units = np.hstack([X_, Xp] if mode == "permutation" else [X_, Xp, Xn])
+        elif weights is None:  # the iterations read the views often: contiguous copies
+            X_, Xp = np.ascontiguousarray(X_), np.ascontiguousarray(Xp)  # of the columns
+            Xn = None if Xn is None else np.ascontiguousarray(Xn)
+        # (a weighted refit, a bootstrap replicate, reads the strided views: no copy)
+        moments = _moments(units, d, mode, weights)
+        S = moments.S
+        lam, W = _generalized_eigen(S, moments.S_pos, k)
         A0 = np.sqrt(lam[:k])[:, None] * W[:, :k].T
         A, converged, grad_size, H = _minimise(A0, X_, Xp, Xn, self.max_iter, sigma,
-                                               weights)
+                                               moments, weights)
         if not converged:
             warnings.warn(
                 f"The refinement of the spectral contrastive loss stopped after "
@@ -277,8 +288,6 @@ class SpectralContrastive(MEstimatorBase):
         self.nobs_ = m
         self.negatives_ = mode
         self.negative_index_ = sigma
-        if units is None:  # the single-array layout of the views
-            units = np.hstack([X_, Xp] if mode == "permutation" else [X_, Xp, Xn])
         self.pretrain_data_ = units if weights is None else None  # a replicate keeps none
         self.second_moment_ = S
         self.generalized_eigenvalues_ = lam
@@ -602,21 +611,50 @@ def _generalized_eigen(S: np.ndarray, S_pos: np.ndarray, k: int):
 def _negatives(Xp, Xn, sigma, rows=slice(None)) -> np.ndarray:
     """Rows ``rows`` of the negatives: ``X_pos[sigma]`` (permutation mode, gathered only
     for these rows) or the given ``Xn``."""
-    return Xn[rows] if sigma is None else Xp[sigma[rows]]
+    if sigma is None:
+        return Xn[rows]
+    # np.take is the faster gather, but copies a non-contiguous array whole first
+    return np.take(Xp, sigma[rows], axis=0) if Xp.flags.c_contiguous else Xp[sigma[rows]]
 
 
-def _scatter(W, sigma) -> np.ndarray:
-    """Rows of ``W`` moved to ``sigma``: ``out[sigma[i]] = W[i]``."""
-    out = np.empty_like(W)
-    out[sigma] = W
-    return out
+def _inverse_permutation(sigma) -> np.ndarray:
+    """``sigma^{-1}``: ``W[sigma^{-1}]`` moves the rows of ``W`` to ``sigma``
+    (``out[sigma[i]] = W[i]``) as a gather."""
+    inverse = np.empty_like(sigma)
+    inverse[sigma] = np.arange(len(sigma))
+    return inverse
+
+
+class _Moments(NamedTuple):
+    """Second moments of the views (one product over the pairs): ``S = mean x x'``,
+    ``S_pos = sym mean x x+'``, ``T = mean x- x-'`` (the negatives: the positive views
+    in permutation mode) and ``pair_max = max |mean x x+'|`` (the gradient's scale)."""
+    S: np.ndarray
+    S_pos: np.ndarray
+    T: np.ndarray
+    pair_max: float
+
+
+def _moments(units: np.ndarray, d: int, mode: str, weights=None) -> _Moments:
+    """:class:`_Moments` of the single-array views ``units`` ([x, x+] or [x, x+, x-]),
+    each unit counted ``weights`` times when given (given negatives)."""
+    m = units.shape[0] if weights is None else weights.sum()
+    root = None if weights is None else np.sqrt(weights)[:, None]
+    pairs = units[:, :2 * d] if root is None else units[:, :2 * d] * root  # not a gather
+    P = pairs.T @ pairs / m
+    if mode == "permutation":
+        T = P[d:, d:]
+    else:
+        negatives = units[:, 2 * d:] if root is None else units[:, 2 * d:] * root
+        T = negatives.T @ negatives / m
+    return _Moments(P[:d, :d], _sym(P[:d, d:]), T, float(np.abs(P[:d, d:]).max()))
 
 
 def _views_terms(A, X, Xp, Xn, sigma=None):
     """Features of the three views and ``c = <Ax, Ax->``; with ``sigma`` (permutation
     mode) the negatives' features are ``(X_pos A')[sigma]``, no copy of the views."""
     Fx, Fp = X @ A.T, Xp @ A.T
-    Fn = Fp[sigma] if sigma is not None else Xn @ A.T
+    Fn = np.take(Fp, sigma, axis=0) if sigma is not None else Xn @ A.T
     return Fx, Fp, Fn, np.einsum("nk,nk->n", Fx, Fn)
 
 
@@ -630,21 +668,58 @@ def _loss(A, X, Xp, Xn, sigma=None, terms=None, weights=None) -> float:
     return float(weights @ per_unit / weights.sum())
 
 
-def _mean_gradient(A, X, Xp, Xn, sigma=None, terms=None, weights=None) -> np.ndarray:
-    """Mean gradient (k, d), each triple counted ``weights`` times when given (given
-    negatives only); ``terms`` are :func:`_views_terms` at ``A`` when known."""
-    Fx, Fp, Fn, c = _views_terms(A, X, Xp, Xn, sigma) if terms is None else terms
-    if weights is not None:
-        w = weights[:, None]
-        G = (w * (2.0 * c[:, None] * Fn - 2.0 * Fp)).T @ X
-        G += (w * 2.0 * c[:, None] * Fx).T @ Xn - 2.0 * (w * Fx).T @ Xp
-        return G / weights.sum()
-    G = (2.0 * c[:, None] * Fn - 2.0 * Fp).T @ X
-    if sigma is None:
-        G += (2.0 * c[:, None] * Fx).T @ Xn - 2.0 * Fx.T @ Xp
-    else:  # both products with X_pos in one
-        G += (_scatter(2.0 * c[:, None] * Fx, sigma) - 2.0 * Fx).T @ Xp
-    return G / X.shape[0]
+def _mean_gradient(A, X, Xp, Xn, sigma=None, inverse=None, weights=None) -> np.ndarray:
+    """Mean gradient (k, d) (:func:`_terms_and_gradient`)."""
+    return _terms_and_gradient(A, X, Xp, Xn, sigma, inverse, weights)[1]
+
+
+#: Rows per block of :func:`_terms_and_gradient` (blocks that stay in cache).
+GRADIENT_CHUNK_ROWS = 2048
+
+
+def _terms_and_gradient(A, X, Xp, Xn, sigma=None, inverse=None, weights=None):
+    """:func:`_views_terms` and the mean gradient (k, d) at ``A``, reading ``X`` once.
+
+    The gradient is the mean of the per-triple score of :func:`_row_scores`,
+    ``(2/m) [U'X + V'X_pos + W'X_neg]`` with ``U = c Ax- - Ax+``, ``V = -Ax``,
+    ``W = c Ax``. Over blocks of ``GRADIENT_CHUNK_ROWS`` rows (they stay in cache) the
+    features ``Ax`` of a block are formed and its ``U'X`` taken at once; in permutation
+    mode ``W'X_neg`` is a product with ``X_pos``, each row of ``W`` moved to the row
+    ``sigma(i)`` that holds its negative (``inverse`` is ``sigma^{-1}``
+    (:func:`_inverse_permutation`) when known), and joins ``V'X_pos`` in a second pass.
+    With ``weights`` (given negatives) triple ``i`` counts ``w_i`` times: the rows of
+    ``U``, ``V``, ``W`` are multiplied by ``w_i`` and ``m = sum_i w_i``.
+    """
+    n = X.shape[0]
+    m = n if weights is None else weights.sum()
+    Fp = Xp @ A.T
+    Fn = np.take(Fp, sigma, axis=0) if sigma is not None else Xn @ A.T
+    Fx = np.empty_like(Fp)
+    c = np.empty(n, dtype=Fp.dtype)
+    G = np.zeros(A.shape, dtype=Fp.dtype)
+    for start in range(0, n, GRADIENT_CHUNK_ROWS):
+        rows = slice(start, start + GRADIENT_CHUNK_ROWS)
+        x = X[rows]
+        fx = Fx[rows] = x @ A.T
+        fn = Fn[rows]
+        cb = c[rows] = np.einsum("nk,nk->n", fx, fn)
+        U = cb[:, None] * fn - Fp[rows]
+        if weights is None:
+            G += U.T @ x
+        else:
+            w = weights[rows][:, None]
+            G += (w * U).T @ x
+            fx = w * fx  # V and W rows weighted (Fx itself stays the features)
+        if sigma is None:
+            G += (cb[:, None] * fx).T @ Xn[rows] - fx.T @ Xp[rows]
+    if sigma is not None:
+        W = c[:, None] * Fx
+        if inverse is None:
+            inverse = _inverse_permutation(sigma)
+        for start in range(0, n, GRADIENT_CHUNK_ROWS):
+            rows = slice(start, start + GRADIENT_CHUNK_ROWS)
+            G += (np.take(W, inverse[rows], axis=0) - Fx[rows]).T @ Xp[rows]
+    return (Fx, Fp, Fn, c), 2.0 * G / m
 
 
 def _row_scores(A, X, Xp, Xn) -> np.ndarray:
@@ -662,39 +737,87 @@ def _negative_share(A, MS, B) -> np.ndarray:
                   + (BMS @ A.T)[:, :, None] * B[:, None, :])
 
 
-def _mean_hessian(A, X, Xp, Xn, sigma=None, weights=None) -> np.ndarray:
-    """``I_k (x) mean[-2(x x+' + x+ x') + 2c(x x-' + x- x')] + 2 mean[g g']`` (means
-    weighted by ``weights`` when given)."""
+#: Rows per chunk of the exact Hessian (its (rows, k d) array of ``g`` stays in cache).
+HESSIAN_CHUNK_ROWS = 1024
+
+
+def _mean_hessian(A, X, Xp, Xn, sigma=None, S_pos=None, terms=None,
+                  weights=None) -> np.ndarray:
+    r"""``I_k (x) (-4 S_+ + 2 mean[c (x x-' + x- x')]) + 2 mean[g g']``.
+
+    ``S_+ = sym mean x x+'``, ``g = vec((A x-) x' + (A x) x-')``; ``S_pos`` is ``S_+``
+    of these rows and ``terms`` are :func:`_views_terms` at ``A`` when known (else more
+    products). One pass in chunks: per chunk the (rows, k d) array ``g``, built as the
+    per-row products ``[A x-, A x] [x, x-]'`` (k x 2 times 2 x d), its Gram ``g'g`` (a
+    symmetric rank-k update) and ``(c x)' x-`` (rows d^2). With ``weights`` (given
+    negatives) the means count triple ``i`` ``w_i`` times (``sqrt(w_i) g_i`` in the
+    Gram).
+    """
     k, d = A.shape
-    n = X.shape[0]
-    m = n if weights is None else weights.sum()
-    block = np.zeros((d, d))
-    outer = np.zeros((k * d, k * d))
-    for start in range(0, n, DEFAULT_CHUNK_ROWS):
-        rows = slice(start, start + DEFAULT_CHUNK_ROWS)
-        x, xp, xn = X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows)
-        if weights is not None:  # the drawn triples of the chunk, each counted w times
+    n_rows, q = X.shape[0], k * d
+    m = n_rows if weights is None else weights.sum()
+    outer = np.zeros((q, q))
+    cross = np.zeros((d, d))
+    pairs = np.zeros((d, d)) if S_pos is None else None
+    rows_max = min(HESSIAN_CHUNK_ROWS, n_rows)
+    g, F, Y = np.empty((rows_max, k, d)), np.empty((rows_max, k, 2)), np.empty((rows_max, 2, d))
+    for start in range(0, n_rows, HESSIAN_CHUNK_ROWS):
+        rows = slice(start, start + HESSIAN_CHUNK_ROWS)
+        x, xn = X[rows], _negatives(Xp, Xn, sigma, rows)
+        n = x.shape[0]
+        if terms is None:
+            Fx, Fn = x @ A.T, xn @ A.T
+            c = np.einsum("nk,nk->n", Fx, Fn)
+        else:
+            Fx, Fn, c = terms[0][rows], terms[2][rows], terms[3][rows]
+        F[:n, :, 0], F[:n, :, 1] = Fn, Fx
+        Y[:n, 0], Y[:n, 1] = x, xn
+        flat = np.matmul(F[:n], Y[:n], out=g[:n]).reshape(n, q)
+        if weights is not None:  # the chunk's triples, each counted w times
             w = weights[rows]
-            drawn = w > 0
-            x, xp, xn, w = x[drawn], xp[drawn], xn[drawn], w[drawn]
-        Fx, _, Fn, c = _views_terms(A, x, xp, xn)
-        g = (Fn[:, :, None] * x[:, None, :] + Fx[:, :, None] * xn[:, None, :]).reshape(
-            len(x), -1)
-        if weights is None:
-            block += -2.0 * (x.T @ xp + xp.T @ x) + 2.0 * ((x * c[:, None]).T @ xn
-                                                           + (xn * c[:, None]).T @ x)
-        else:  # sum w (...): M + M' for the symmetric pairs, sqrt(w) g in g'g
-            M = (x * w[:, None]).T @ xp
-            N = (x * (w * c)[:, None]).T @ xn
-            block += -2.0 * (M + M.T) + 2.0 * (N + N.T)
-            g = g * np.sqrt(w)[:, None]
-        outer += g.T @ g
+            flat *= np.sqrt(w)[:, None]
+            c = c * w
+            if pairs is not None:
+                pairs += (x * w[:, None]).T @ Xp[rows]
+        elif pairs is not None:
+            pairs += x.T @ Xp[rows]
+        outer += flat.T @ flat
+        cross += (x * c[:, None]).T @ xn
+    if S_pos is None:
+        S_pos = _sym(pairs) / m
+    block = 2.0 * (cross + cross.T) / m - 4.0 * S_pos
+    outer *= 2.0 / m
     for a in range(k):  # I_k (x) block, without np.kron's overhead
-        outer[a * d:(a + 1) * d, a * d:(a + 1) * d] += block / 2.0
-    return 2.0 * outer / m
+        outer[a * d:(a + 1) * d, a * d:(a + 1) * d] += block
+    return outer
 
 
-GTOL = 1e-12
+def _moment_hessian(A: np.ndarray, moments: _Moments) -> np.ndarray:
+    r"""The mean Hessian with the expectations over a negative independent of its pair
+    replaced by the sample moments (no pass over the data):
+
+    .. math::
+
+        I_k \otimes (-4 S_+ + 2(S M T + T M S)) + 2[(A T A') \otimes S
+        + (A S A') \otimes T + N + N'], \qquad N_{(a,j),(b,l)} = (AT)_{al} (AS)_{bj},
+
+    ``M = A'A``, ``S`` and ``T`` the second moments of the anchors and the negatives.
+    It is the Hessian of ``-2 tr(A S_+ A') + tr(M T M S)`` (the loss with
+    ``mean c^2`` replaced by its expectation given the moments), and differs from the
+    sample Hessian by the sampling error of the fourth moments: curvature for the
+    Newton steps of :func:`_minimise`, never for the influence.
+    """
+    k, d = A.shape
+    S, S_pos, T, _ = moments
+    M = A.T @ A
+    U, V = A @ T, A @ S
+    SMT = S @ M @ T
+    N = np.einsum("al,bj->ajbl", U, V).reshape(k * d, k * d)
+    H = 2.0 * (np.kron(A @ U.T, S) + np.kron(A @ V.T, T) + N + N.T)
+    block = 2.0 * (SMT + SMT.T) - 4.0 * S_pos
+    for a in range(k):
+        H[a * d:(a + 1) * d, a * d:(a + 1) * d] += block
+    return H
 
 
 #: Rows of the subsample whose Hessian the trust-region iterations use: at least this
@@ -704,79 +827,123 @@ SUBSAMPLE_ROWS_PER_PARAMETER = 200
 RESTART_ITERATIONS = 10
 
 
-def _minimise(A0, X, Xp, Xn, max_iter: int, sigma=None, weights=None):
+def _minimise(A0, X, Xp, Xn, max_iter: int, sigma, moments: _Moments, weights=None):
     """Minimise the sample loss from ``A0``; returns (A, converged, relative gradient,
     mean Hessian).
 
-    SciPy's Krylov trust-region method on the full loss and gradient (``O(m k d)`` each,
-    the negatives' features gathered, never the negatives) with the curvature of a
-    subsample (every ``s``-th triple, ``SUBSAMPLE_ROWS_PER_PARAMETER`` per parameter, at
-    least 1 in 20: Hessian-vector products are products with a q x q matrix that costs
-    a fraction of a pass to form, taken at ``A0`` and refreshed every
-    ``RESTART_ITERATIONS`` iterations) until the relative gradient is 1e-8 or a block
-    of iterations shrinks it less than tenfold; then Newton steps in the horizontal
-    space with the subsample's curvature there to 1e-10 (when these do not get there,
-    e.g. from a poor start, SciPy's exact trust-region method with the full Hessian
-    takes over), and with the exact Hessian, formed once at the end
-    (:func:`_mean_hessian`), to rounding (Newton steps do not need the loss to decrease
-    measurably, which it cannot once the gradient is near rounding). The Hessian
-    returned is that exact one, taken before the last steps: they move ``A`` by about
-    the relative gradient (1e-10), so it is the Hessian at the returned ``A`` to that
-    accuracy.
+    The gradient is analytic and full (``O(m k d)``, the negatives' features gathered,
+    never the negatives); its scale is ``4 |A0| max|mean x x+'|``. First Newton steps
+    in the horizontal space with the moment curvature of :func:`_moment_hessian`,
+    rebuilt at every point from the d x d moments (no pass over the data), while the
+    relative gradient falls at least twofold per step, down to 1e-10 (the curvature's
+    error, the sampling error of fourth moments, sets the linear rate). When these do
+    not get there (few pairs, or negatives dependent on their pairs), SciPy's Krylov
+    trust-region method with the curvature of a subsample (every ``s``-th triple,
+    ``SUBSAMPLE_ROWS_PER_PARAMETER`` per parameter, at least 1 in 20, refreshed every
+    ``RESTART_ITERATIONS`` iterations) takes over until the relative gradient is 1e-8
+    or a block of iterations shrinks it less than tenfold, then Newton steps with the
+    subsample's curvature to 1e-10, and SciPy's exact trust-region method with the full
+    Hessian when these do not get there either. All steps count against ``max_iter``.
+    Finally the exact Hessian, formed once (:func:`_mean_hessian`), takes Newton steps
+    to rounding (Newton steps do not need the loss to decrease measurably, which it
+    cannot once the gradient is near rounding). The Hessian returned is that exact one,
+    taken before the last steps: they move ``A`` by about the relative gradient
+    (1e-10), so it is the Hessian at the returned ``A`` to that accuracy.
 
     ``weights`` (given negatives only): triple ``i`` counted ``w_i`` times in the loss,
-    gradient and Hessians; the subsample is every ``s``-th triple with its weight.
+    gradient and Hessians (``moments`` are the weighted ones); the subsample is every
+    ``s``-th triple with its weight (strided views, no gather).
     """
     k, d = A0.shape
-    n = X.shape[0]
-    m = n if weights is None else weights.sum()
-    Xw = X if weights is None else X * weights[:, None]
-    scale = 4.0 * np.linalg.norm(A0) * np.abs(Xw.T @ Xp).max() / m
+    m = X.shape[0]
+    scale = 4.0 * np.linalg.norm(A0) * moments.pair_max
+    inverse = None if sigma is None else _inverse_permutation(sigma)
     cache: dict = {}
 
-    def terms(a):
+    def evaluate(a):  # the views' terms and the gradient at a, once per point
         key = a.tobytes()
         if cache.get("key") != key:
-            cache.update(key=key, terms=_views_terms(a.reshape(k, d), X, Xp, Xn, sigma))
-        return cache["terms"]
+            terms, grad = _terms_and_gradient(a.reshape(k, d), X, Xp, Xn, sigma, inverse,
+                                              weights)
+            cache.update(key=key, terms=terms, grad=grad.ravel())
+        return cache
 
     def fun(a):
-        return _loss(a.reshape(k, d), X, Xp, Xn, sigma, terms(a), weights)
+        return _loss(a.reshape(k, d), X, Xp, Xn, sigma, evaluate(a)["terms"], weights)
 
     def jac(a):
-        return _mean_gradient(a.reshape(k, d), X, Xp, Xn, sigma, terms(a), weights).ravel()
+        return evaluate(a)["grad"]
 
-    step = max(1, min(int(m) // (SUBSAMPLE_ROWS_PER_PARAMETER * A0.size), 20))
-    if weights is None:
-        rows = np.arange(0, m, step)
-        sub = (X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows))
-    else:  # strided views with their weights: no gather
-        sub = (X[::step], Xp[::step], Xn[::step], None, weights[::step])
-    a, used, size = A0.ravel(), 0, np.inf
-    while used < max_iter:  # the curvature is refreshed every RESTART_ITERATIONS
-        H_sub = _mean_hessian(a.reshape(k, d), *sub)
-        result = optimize.minimize(
-            fun, a, jac=jac, hessp=lambda _, v, H=H_sub: H @ v, method="trust-krylov",
-            options={"gtol": 1e-8 * scale, "maxiter": min(RESTART_ITERATIONS,
-                                                          max_iter - used)})
-        a, used = result.x, used + result.nit
-        previous, size = size, np.abs(jac(a)).max()
-        if result.success or size > 0.1 * previous:  # converged, or slow: Newton steps
-            break                                   # need no measurable loss decrease
-    grad = jac(a)
-    a, grad = _newton_steps(a, grad, jac, _mean_hessian(a.reshape(k, d), *sub), (k, d),
-                            1e-10 * scale, max_steps=20)  # cheap: to 1e-10
+    a, grad, used = _moment_newton(A0.ravel(), jac(A0.ravel()), jac, moments, (k, d),
+                                   1e-10 * scale, max_iter)
+    if np.abs(grad).max() > 1e-10 * scale:  # not there: subsample trust region
+        step = max(1, min(m // (SUBSAMPLE_ROWS_PER_PARAMETER * A0.size), 20))
+        if weights is None:
+            rows = np.arange(0, m, step)
+            sub = (X[rows], Xp[rows], _negatives(Xp, Xn, sigma, rows))
+            sub_weights = None
+        else:  # strided views with their weights: no gather
+            sub, sub_weights = (X[::step], Xp[::step], Xn[::step]), weights[::step]
+        size = np.inf
+        while used < max_iter:  # the curvature is refreshed every RESTART_ITERATIONS
+            H_sub = _mean_hessian(a.reshape(k, d), *sub, weights=sub_weights)
+            result = optimize.minimize(
+                fun, a, jac=jac, hessp=lambda _, v, H=H_sub: H @ v, method="trust-krylov",
+                options={"gtol": 1e-8 * scale, "maxiter": min(RESTART_ITERATIONS,
+                                                              max_iter - used)})
+            a, used = result.x, used + result.nit
+            previous, size = size, np.abs(jac(a)).max()
+            if result.success or size > 0.1 * previous:  # converged, or slow: Newton
+                break                                   # steps need no loss decrease
+        grad = jac(a)
+        a, grad = _newton_steps(a, grad, jac,
+                                _mean_hessian(a.reshape(k, d), *sub, weights=sub_weights),
+                                (k, d), 1e-10 * scale, max_steps=20)  # cheap: to 1e-10
     if np.abs(grad).max() > 1e-10 * scale:  # not there (a hard start): exact curvature
         result = optimize.minimize(
             fun, a, jac=jac, hess=lambda a: _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma,
-                                                          weights),
+                                                          weights=weights),
             method="trust-exact", options={"gtol": 1e-8 * scale,
                                            "maxiter": max(max_iter - used, 1)})
         a, grad = result.x, jac(result.x)
-    H = _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma, weights)
+    H = _mean_hessian(a.reshape(k, d), X, Xp, Xn, sigma, moments.S_pos, evaluate(a)["terms"],
+                      weights)
     a, grad = _newton_steps(a, grad, jac, H, (k, d), 1e-14 * scale)  # exact: to rounding
     grad_size = float(np.abs(grad).max() / scale)
     return a.reshape(k, d), grad_size < 1e-10, grad_size, H
+
+
+def _moment_newton(a, grad, jac, moments: _Moments, shape, tol: float, max_steps: int):
+    """Steps ``a <- a - step`` with ``step`` the horizontal Newton step of the moment
+    curvature at ``a`` (:func:`_moment_hessian`, :func:`_horizontal_step`), taken while
+    the gradient's largest entry is above ``tol``, the step descends and the gradient
+    falls at least twofold; returns (a, gradient at a, steps taken)."""
+    for steps in range(max_steps):
+        size = np.abs(grad).max()
+        if size <= tol:
+            return a, grad, steps
+        A = a.reshape(shape)
+        try:
+            step = _horizontal_step(_moment_hessian(A, moments), A, grad)
+        except np.linalg.LinAlgError:
+            return a, grad, steps
+        if not step @ grad > 0:  # not a descent direction: the curvature is off
+            return a, grad, steps
+        new_grad = jac(a - step)
+        if not np.abs(new_grad).max() <= 0.5 * size:
+            return a, grad, steps
+        a, grad = a - step, new_grad
+    return a, grad, max_steps
+
+
+def _horizontal_step(H, A, grad) -> np.ndarray:
+    """The step solving ``Pi H Pi step = Pi grad`` on the horizontal space at ``A``
+    (``Pi`` the projection off the rotation directions ``{Omega A}``, basis ``V``):
+    ``(Pi H Pi + V V') step = Pi grad``."""
+    V = vertical_basis(H.shape[0], rotation_tangent(A))
+    VV = V @ V.T
+    P = np.eye(H.shape[0]) - VV
+    return np.linalg.solve(P @ H @ P + VV, P @ grad)
 
 
 def _newton_steps(a, grad, jac, H, shape, tol: float, max_steps: int = 5):
