@@ -322,6 +322,21 @@ def test_single_changed_entry_of_a_dataframe_x_pre_is_detected(problem):
         res.get_prediction(df.iloc[:2])
 
 
+def test_influence_stream_checks_the_rows_it_reads():
+    # the fingerprint is accumulated as the stream reads its chunks; a stream over
+    # changed rows raises when it ends, and the checksum equals the one of a separate pass
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(500, 4)) * [3.0, 2.0, 1.0, 0.5]
+    rep = ssi.PCA(2).fit(X)
+    K = np.eye(rep.params_.size)[:3]
+    assert len(list(rep.influence_contract(K, chunk_rows=64))) == 8
+    X[499, 3] = np.nextafter(X[499, 3], np.inf)                # last chunk, one ulp
+    with pytest.raises(PretrainDataModifiedError, match="X_pre was modified after fit"):
+        list(rep.influence_contract(K, chunk_rows=64))
+    with pytest.raises(PretrainDataModifiedError):
+        rep.influence_gram(K)
+
+
 def test_fingerprint_reads_non_contiguous_arrays_in_chunks():
     rng = np.random.default_rng(0)
     X = np.asfortranarray(rng.normal(size=(70_000, 30)))  # > 16 MB, Fortran order

@@ -38,8 +38,8 @@ from .._validation import as_float_matrix
 from ..exceptions import (ConvergenceWarning, IdentificationWarning, NotFittedError,
                           PretrainDataModifiedError)
 from ..symmetry import Group
-from .chunked import (DEFAULT_CHUNK_ROWS, data_fingerprint, is_dask_array, reduce_rows,
-                      shippable)
+from .chunked import (DEFAULT_CHUNK_ROWS, RunningFingerprint, data_fingerprint, is_dask_array,
+                      reduce_rows, shippable)
 
 __all__ = ["Representation"]
 
@@ -115,9 +115,9 @@ class Representation(ABC):
     read-only view of the array ``fit`` validated, which is the caller's own array when
     that was already a float64 ndarray. A fingerprint of its bytes (a position-weighted
     checksum streamed in chunks at memory speed, a fifth of a bare ``X'X`` pass) is
-    taken when it is set, and every read of ``pretrain_data_`` (influence streaming
-    for standard errors and predictions, the bootstrap, the risk plug-in) checks it
-    first: if the caller changed the array in place after ``fit`` (``X_pre *= 10``),
+    taken when it is set, and every read of ``pretrain_data_`` (the bootstrap, the risk
+    plug-in) checks it first, every influence stream (standard errors, predictions) as
+    it reads the chunks: if the caller changed the array in place after ``fit`` (``X_pre *= 10``),
     reading raises
     :class:`~ssl_inference.exceptions.PretrainDataModifiedError` instead of returning
     standard errors of data the fit never saw. Pass ``X_pre.copy()`` to ``fit`` to keep
@@ -239,17 +239,45 @@ class Representation(ABC):
         """
         data = self._pretrain_data  # AttributeError before fit, as for other fitted state
         if data is not None and self._pretrain_fingerprint(data) != self._pretrain_checksum:
-            raise PretrainDataModifiedError(
-                f"X_pre was modified after fit: the pre-training rows this "
-                f"{type(self).__name__} was fitted on have changed in place (the "
-                "representation keeps a read-only reference to your array, not a copy, to "
-                "save memory). Its parameters describe the old data, so first-stage "
-                "influences, two-stage standard errors, predictions and bootstrap "
-                "replicates computed from the changed rows would be wrong. Refit the "
-                "representation on the data you mean (rep.fit(X_pre)) and refit the "
-                "model; pass X_pre.copy() to fit if you need to modify the array "
-                "afterwards.")
+            raise self._modified_error()
         return data
+
+    def _modified_error(self) -> PretrainDataModifiedError:
+        return PretrainDataModifiedError(
+            f"X_pre was modified after fit: the pre-training rows this "
+            f"{type(self).__name__} was fitted on have changed in place (the "
+            "representation keeps a read-only reference to your array, not a copy, to "
+            "save memory). Its parameters describe the old data, so first-stage "
+            "influences, two-stage standard errors, predictions and bootstrap "
+            "replicates computed from the changed rows would be wrong. Refit the "
+            "representation on the data you mean (rep.fit(X_pre)) and refit the "
+            "model; pass X_pre.copy() to fit if you need to modify the array "
+            "afterwards.")
+
+    def _checked_row_chunks(self, chunk_rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(start, stop, X)`` over the rows of the pre-training data ``X``, the
+        fingerprint checked in the same pass.
+
+        For an ndarray or memmap the fingerprint is accumulated from each chunk as it
+        is read (the chunk is in cache: a tenth of a bare pass instead of a fifth for a
+        separate reading) and compared when the stream ends, which then raises
+        :class:`~ssl_inference.exceptions.PretrainDataModifiedError` if the rows changed
+        since ``fit``, before any result of the stream is returned; a dask array's token
+        is checked up front.
+        """
+        X = self._pretrain_data
+        running = None
+        if X is None or is_dask_array(X):
+            X = self.pretrain_data_
+        else:
+            running = RunningFingerprint(X)
+        for start in range(0, self.nobs_, chunk_rows):
+            stop = min(start + chunk_rows, self.nobs_)
+            if running is not None:
+                running.add(X[start:stop], start)
+            yield start, stop, X
+        if running is not None and running.value() != self._pretrain_checksum:
+            raise self._modified_error()
 
     @pretrain_data_.setter
     def pretrain_data_(self, X) -> None:
@@ -347,11 +375,9 @@ class Representation(ABC):
         return np.asarray(X[start:stop], dtype=np.float64)
 
     def _unit_chunks(self, chunk_rows: int) -> Iterator[tuple[int, int, np.ndarray]]:
-        """``(start, stop, units)`` over the pre-training units, ``pretrain_data_`` read
-        (and its fingerprint checked) once."""
-        X = self.pretrain_data_
-        for start in range(0, self.nobs_, chunk_rows):
-            stop = min(start + chunk_rows, self.nobs_)
+        """``(start, stop, units)`` over the pre-training units, the data read (and its
+        fingerprint checked, :meth:`_checked_row_chunks`) once."""
+        for start, stop, X in self._checked_row_chunks(chunk_rows):
             yield start, stop, self._units(X, start, stop)
 
     #: What one pre-training unit is, in words (for error messages).
@@ -391,6 +417,12 @@ class Representation(ABC):
             Range of the chunk in :meth:`pretrain_units` (the rows of
             ``pretrain_data_``).
         B : ndarray of shape (stop - start, r)
+
+        Raises
+        ------
+        PretrainDataModifiedError
+            When the stream ends, if the rows it read were changed in place since
+            ``fit`` (the fingerprint is accumulated as the chunks are read).
 
         Examples
         --------

@@ -33,7 +33,7 @@ import numpy as np
 from .._validation import nonfinite_message
 
 __all__ = ["is_dask_array", "refuse_dask", "as_pretrain_array", "reduce_rows", "row_moments",
-           "data_fingerprint", "shippable"]
+           "data_fingerprint", "RunningFingerprint", "shippable"]
 
 DEFAULT_CHUNK_ROWS = 8192
 
@@ -287,16 +287,42 @@ def data_fingerprint(X) -> tuple:
     """
     if is_dask_array(X):
         return X.shape, X.dtype.str, X.chunks, X.name
-    row_bytes = X.itemsize * int(np.prod(X.shape[1:]))
-    word = next(w for w in (np.uint64, np.uint32, np.uint8)
-                if row_bytes % np.dtype(w).itemsize == 0)
-    rows = max(1, (1 << 24) // max(1, row_bytes))
-    total = weighted = 0
+    running = RunningFingerprint(X)
+    rows = max(1, (1 << 24) // max(1, running.row_bytes))
     for start in range(0, X.shape[0], rows):
-        chunk = np.ascontiguousarray(X[start:start + rows])
-        sums = chunk.view(np.uint8).reshape(chunk.shape[0], -1).view(word).sum(
+        running.add(X[start:start + rows], start)
+    return running.value()
+
+
+class RunningFingerprint:
+    """:func:`data_fingerprint` of an ndarray or memmap accumulated over its row chunks,
+    as a pass that reads them anyway does (each row added once, in any order).
+
+    Examples
+    --------
+    >>> X = np.arange(12.0).reshape(6, 2)
+    >>> running = RunningFingerprint(X)
+    >>> running.add(X[4:], 4); running.add(X[:4], 0)
+    >>> running.value() == data_fingerprint(X)
+    True
+    """
+
+    def __init__(self, X):
+        self._shape, self._dtype = X.shape, X.dtype.str
+        self.row_bytes = X.itemsize * int(np.prod(X.shape[1:]))
+        self._word = next(w for w in (np.uint64, np.uint32, np.uint8)
+                          if self.row_bytes % np.dtype(w).itemsize == 0)
+        self._total = self._weighted = 0
+
+    def add(self, rows: np.ndarray, start: int) -> None:
+        """Add the rows ``start:start + len(rows)`` (in the array's own dtype)."""
+        chunk = np.ascontiguousarray(rows)
+        sums = chunk.view(np.uint8).reshape(chunk.shape[0], -1).view(self._word).sum(
             axis=1, dtype=np.uint64)
         positions = np.arange(start + 1, start + 1 + chunk.shape[0], dtype=np.uint64)
-        total = (total + int(sums.sum(dtype=np.uint64))) % 2 ** 64
-        weighted = (weighted + int((positions * sums).sum(dtype=np.uint64))) % 2 ** 64
-    return X.shape, X.dtype.str, total, weighted
+        self._total = (self._total + int(sums.sum(dtype=np.uint64))) % 2 ** 64
+        self._weighted = (self._weighted
+                          + int((positions * sums).sum(dtype=np.uint64))) % 2 ** 64
+
+    def value(self) -> tuple:
+        return self._shape, self._dtype, self._total, self._weighted

@@ -569,10 +569,11 @@ class FactorModel(MEstimatorBase):
                   c = -\sum_{l,i} (\Sigma^{-1}\Lambda)_{il} Kt_{\Lambda,li}
                       - \tfrac12 Kt_\psi \operatorname{diag}\Sigma^{-1},
 
-        so a chunk needs ``a`` (Woodbury: ``a = Psi^{-1}(v - Lambda (I + M)^{-1}
-        Lambda'Psi^{-1} v)``, ``O(rows p k)``; ``Sigma^{-1} v`` directly in a Heywood
-        case, where ``Psi^{-1}`` is ill-conditioned) and one product with
-        ``P = [Lambda, Kt_mu', Kt_Lambda,0', ..., Kt_Lambda,k-1']`` (p x (k + r + k r)),
+        so a chunk needs ``a`` (Woodbury: with ``w = Lambda'Psi^{-1} v``,
+        ``a = Psi^{-1} v - Psi^{-1} Lambda (I + M)^{-1} w``, ``O(rows p k)``, and
+        ``Lambda'a = (I + M)^{-1} w``, ``O(rows k^2)``; ``Sigma^{-1} v`` and ``Lambda'a``
+        directly in a Heywood case, where ``Psi^{-1}`` is ill-conditioned) and one
+        product with ``P = [Kt_mu', Kt_Lambda,0', ..., Kt_Lambda,k-1']`` (p x (r + k r)),
         never the (rows, q) scores. ``K`` None gives the plain influence (``Kt = -H_h^+``).
         """
         Kt = super()._prepare_contraction(K)
@@ -581,13 +582,14 @@ class FactorModel(MEstimatorBase):
         Sigma_inv = inv_spd(L @ L.T + np.diag(psi))
         K_L = Kt[:, p:p + k * p].reshape(r, k, p)
         K_psi = np.broadcast_to(Kt[:, p + k * p:], (r, p))            # PPCA: repeated
-        P = np.hstack([L, Kt[:, :p].T, K_L.transpose(2, 1, 0).reshape(p, k * r)])
+        P = np.hstack([Kt[:, :p].T, K_L.transpose(2, 1, 0).reshape(p, k * r)])
         const = (-np.einsum("il,rli->r", Sigma_inv @ L, K_L)
                  - 0.5 * K_psi @ np.diag(Sigma_inv))
         woodbury = None
         if np.all(psi >= HEYWOOD_RATIO * np.diag(self._sample_cov)):
             B = self.components_ / psi                                 # Lambda' Psi^-1
-            woodbury = (B, inv_spd(np.eye(k) + B @ L) @ B)
+            G = inv_spd(np.eye(k) + B @ L)                             # (I + M)^-1
+            woodbury = (B, G @ B, G)
         return P, 0.5 * K_psi.T, const, Sigma_inv, woodbury, r
 
     def _contract_units(self, U: np.ndarray, prepared) -> np.ndarray:
@@ -596,13 +598,18 @@ class FactorModel(MEstimatorBase):
         V = U - self.mean_
         if woodbury is None:
             A = V @ Sigma_inv
+            t = A @ self.components_.T                                  # Lambda'a
         else:
-            B, GB = woodbury
-            A = V / self.noise_variance_ - (V @ B.T) @ GB
+            B, GB, G = woodbury
+            W = V @ B.T
+            A = V                                        # in place: V is a fresh copy
+            A /= self.noise_variance_
+            A -= W @ GB
+            t = W @ G                                                   # Lambda'a
         T = A @ P
-        out = T[:, k:k + r] + np.einsum("cl,clr->cr", T[:, :k],
-                                        T[:, k + r:].reshape(-1, k, r))
-        out += (A * A) @ Q
+        out = T[:, :r] + np.einsum("cl,clr->cr", t, T[:, r:].reshape(-1, k, r))
+        A *= A                                           # A is ours here: squared in place
+        out += A @ Q
         out += const
         return out
 

@@ -517,9 +517,8 @@ class SpectralContrastive(MEstimatorBase):
         reading each chunk's views in place: only the negatives are gathered."""
         self._check_fitted()
         prepared = self._prepare_contraction(np.atleast_2d(np.asarray(K, dtype=float)))
-        X, d = self.pretrain_data_, self.n_features_in_
-        for start in range(0, self.nobs_, chunk_rows):
-            stop = min(start + chunk_rows, self.nobs_)
+        d = self.n_features_in_
+        for start, stop, X in self._checked_row_chunks(chunk_rows):
             pairs = X[start:stop]
             negatives = (X[start:stop, 2 * d:] if self.negatives_ == "given"
                          else X[self.negative_index_[start:stop], d:])
