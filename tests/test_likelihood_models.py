@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 import statsmodels.formula.api as sm_smf
+from scipy import stats
 from scipy.special import expit, gammaln
 from statsmodels.base.model import GenericLikelihoodModel
 from statsmodels.miscmodels.ordinal_model import OrderedModel as SMOrderedModel
@@ -574,3 +575,22 @@ def test_pickle_and_plain_models(data, rep):
     ref = sm.NegativeBinomial(df["y_nb"].to_numpy(), W).fit(disp=0)
     np.testing.assert_array_equal(np.asarray(plain.bse), np.asarray(ref.bse))
     assert type(plain).__module__.startswith("statsmodels")
+
+
+@pytest.mark.parametrize("distr, reference", [("logit", "logistic"), ("probit", "norm")])
+def test_ordered_model_distribution_evaluates_scipys_values(distr, reference):
+    # the named links evaluate cdf and pdf by scipy's own formulas, without its generic
+    # argument handling: the same values, +-inf and NaN included
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)) * [2.0, 1.0, 0.5]
+    rep = ssi.PCA(1).fit(X)
+    y = np.digitize(X[:100, 0] + rng.logistic(size=100), [-1.0, 1.0])
+    model = ssi.OrderedModel(y, None, distr=distr, representation=rep, features=X[:100])
+    ref = getattr(stats, reference)
+    x = np.array([-np.inf, -40.0, -3.2, 0.0, 1e-3, 2.5, 40.0, np.inf, np.nan])
+    for method in ("cdf", "pdf"):
+        np.testing.assert_array_equal(getattr(model.distr, method)(x),
+                                      getattr(ref, method)(x))
+        assert getattr(model.distr, method)(0.3) == getattr(ref, method)(0.3)
+    assert model.distr.cdf(0.3, loc=1.0) == ref.cdf(0.3, loc=1.0)   # the generic path
+    assert model.distr.name == ref.name

@@ -31,6 +31,7 @@ import statsmodels.api as sm
 from statsmodels.base.model import GenericLikelihoodModel, GenericLikelihoodModelResults, Model
 from statsmodels.base.wrapper import ResultsWrapper
 from statsmodels.formula.formulatools import advance_eval_env
+from scipy import stats
 from statsmodels.miscmodels.ordinal_model import OrderedModel as _SMOrderedModel
 
 from ..covariance import CovarianceSpec, TwoStageCovariance, labeled_influence_weights
@@ -395,6 +396,39 @@ class MNLogit(TwoStageLikelihoodMixin, sm.MNLogit):
                               self.feature_design) for e, level in enumerate(levels))
 
 
+class _DirectEvaluation:
+    """``cdf`` and ``pdf`` of a standard scipy distribution (no shape, ``loc`` or
+    ``scale``) by its own formulas (``_cdf``, ``_pdf``, the documented subclassing
+    hooks), without ``rv_continuous``' generic argument handling, which costs most of
+    an ordered model's likelihood evaluation. The values are those of the generic path
+    (it evaluates the same formulas at ``(x - 0) / 1``; ``+-inf`` and NaN included, the
+    support being the real line). Other calls go the generic way."""
+
+    def cdf(self, x, *args, **kwds):
+        if args or kwds:
+            return super().cdf(x, *args, **kwds)
+        out = self._cdf(np.asarray(x, dtype=float))
+        return out[()] if out.ndim == 0 else out
+
+    def pdf(self, x, *args, **kwds):
+        if args or kwds:
+            return super().pdf(x, *args, **kwds)
+        out = self._pdf(np.asarray(x, dtype=float))
+        return out[()] if out.ndim == 0 else out
+
+
+class _Logistic(_DirectEvaluation, type(stats.logistic)):
+    pass
+
+
+class _Normal(_DirectEvaluation, type(stats.norm)):
+    pass
+
+
+#: statsmodels' named links of OrderedModel, with direct cdf and pdf.
+_ORDERED_DISTRIBUTIONS = {"logit": _Logistic(name="logistic"), "probit": _Normal(name="norm")}
+
+
 class OrderedModel(TwoStageLikelihoodMixin, _SMOrderedModel):
     __doc__ = two_stage_docstring(_SMOrderedModel, """
     The design has no constant (the thresholds take its place): with arrays, ``exog``
@@ -423,7 +457,8 @@ class OrderedModel(TwoStageLikelihoodMixin, _SMOrderedModel):
             exog = np.empty((len(endog), 0))
         self._init_two_stage(endog, exog, representation=representation, features=features,
                              pretrain_index=pretrain_index, rowwise={"offset": offset},
-                             distr=distr, **kwargs)
+                             distr=_ORDERED_DISTRIBUTIONS.get(distr, distr)
+                             if isinstance(distr, str) else distr, **kwargs)
         # statsmodels keeps neither in the re-instantiation keywords
         self._init_keys = list(self._init_keys) + [key for key in ("offset", "distr")
                                                    if key not in self._init_keys]
