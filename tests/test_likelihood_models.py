@@ -594,3 +594,25 @@ def test_ordered_model_distribution_evaluates_scipys_values(distr, reference):
         assert getattr(model.distr, method)(0.3) == getattr(ref, method)(0.3)
     assert model.distr.cdf(0.3, loc=1.0) == ref.cdf(0.3, loc=1.0)   # the generic path
     assert model.distr.name == ref.name
+
+
+@pytest.mark.parametrize("method", ["nb2", "nb1", "geometric"])
+@pytest.mark.parametrize("rowwise", ["none", "offset", "exposure"])
+def test_negative_binomial_score_obs_is_the_derivative_of_loglikeobs(method, rowwise):
+    # the analytic per-observation score equals statsmodels' complex-step derivative
+    from statsmodels.tools.numdiff import approx_fprime_cs
+    rng = np.random.default_rng(2)
+    rep = ssi.PCA(2).fit(rng.normal(size=(300, 3)) * [2.0, 1.0, 0.5])
+    n = 150
+    W = sm.add_constant(rng.normal(size=(n, 1)))
+    mu = np.exp(0.3 + 0.2 * W[:, 1])
+    y = rng.negative_binomial(2, 2 / (2 + mu))
+    extra = {"none": {}, "offset": {"offset": 0.1 * rng.normal(size=n)},
+             "exposure": {"exposure": np.exp(0.1 * rng.normal(size=n))}}[rowwise]
+    model = ssi.NegativeBinomial(y, W, loglike_method=method, representation=rep,
+                                 features=rng.normal(size=(n, 3)), **extra)
+    params = np.r_[0.2, 0.1, 0.05, -0.03] if method == "geometric" else np.r_[
+        0.2, 0.1, 0.05, -0.03, 0.7]
+    expected = approx_fprime_cs(params, model.loglikeobs)
+    np.testing.assert_allclose(model.score_obs(params), expected, rtol=1e-12,
+                               atol=1e-12 * np.abs(expected).max())

@@ -31,7 +31,7 @@ import statsmodels.api as sm
 from statsmodels.base.model import GenericLikelihoodModel, GenericLikelihoodModelResults, Model
 from statsmodels.base.wrapper import ResultsWrapper
 from statsmodels.formula.formulatools import advance_eval_env
-from scipy import stats
+from scipy import special, stats
 from statsmodels.miscmodels.ordinal_model import OrderedModel as _SMOrderedModel
 
 from ..covariance import CovarianceSpec, TwoStageCovariance, labeled_influence_weights
@@ -189,8 +189,13 @@ class TwoStageLikelihoodMixin(TwoStageModelMixin):
         if self._score_is_numerical():
             return loglike_design_derivative(
                 lambda designs: self._plain_model(**designs).loglikeobs, params, slots)
-        return design_derivative(lambda designs: self._plain_model(**designs).score_obs(params),
-                                 slots)
+        return design_derivative(
+            lambda designs: self._score_obs_of(self._plain_model(**designs), params), slots)
+
+    def _score_obs_of(self, model, params) -> np.ndarray:
+        """``score_obs`` of a plain statsmodels ``model`` of this family (a model with
+        a faster analytic score overrides it)."""
+        return model.score_obs(params)
 
     def _two_stage_covariance(self, results, spec: CovarianceSpec, groups, pretrain_groups,
                               *, jacobian: np.ndarray | None = None) -> TwoStageCovariance:
@@ -323,6 +328,55 @@ class NegativeBinomial(TwoStageLikelihoodMixin, sm.NegativeBinomial):
                              pretrain_index=pretrain_index, missing=missing,
                              rowwise={"offset": offset, "exposure": exposure},
                              loglike_method=loglike_method, check_rank=check_rank, **kwargs)
+
+    def score_obs(self, params):
+        """Per-observation score, (n, k + 1), analytic for NB1 and NB2
+        (``_negative_binomial_score_obs``); statsmodels differentiates
+        ``loglikeobs`` by complex steps."""
+        return _negative_binomial_score_obs(self, params)
+
+    def _score_obs_of(self, model, params):
+        return _negative_binomial_score_obs(model, params)
+
+
+def _negative_binomial_score_obs(model, params) -> np.ndarray:
+    r"""Per-observation score of a statsmodels ``NegativeBinomial`` ``model``, (n, k + 1):
+    statsmodels' analytic NB1/NB2 score (``_score_nbin``) before its sum over
+    observations.
+
+    statsmodels' own ``score_obs`` differentiates ``loglikeobs`` by complex steps (one
+    log-likelihood per parameter); the two-stage covariance evaluates the score at many
+    perturbed designs. With ``a = mu^Q / alpha`` (``Q`` = 0 for NB2, 1 for NB1),
+    ``p = a / (a + mu)`` and ``g = psi(y + a) - psi(a)``:
+
+    * NB2: ``x a (y - mu) / (mu + a)`` and
+      ``-(g + log p - (y - mu) / (a + mu)) / alpha^2``;
+    * NB1: ``x a (log p + g)`` and
+      ``(alpha (y - mu log p - mu (g + 1)) - mu (log p + g)) / (alpha^2 (alpha + 1))``;
+
+    the last column times ``alpha`` when the fit steps in ``log(alpha)``. The geometric
+    model keeps statsmodels' numerical score.
+    """
+    if model.loglike_method not in ("nb1", "nb2"):
+        return sm.NegativeBinomial.score_obs(model, params)
+    params = np.asarray(params)
+    log_scale = getattr(model, "_transparams", False)  # statsmodels' own switch
+    alpha = np.exp(params[-1]) if log_scale else params[-1]
+    y = model.endog
+    mu = model.predict(params[:-1])
+    a1 = mu / alpha if model.loglike_method == "nb1" else np.full_like(mu, 1 / alpha)
+    log_prob = np.log(a1 / (a1 + mu))
+    dgpart = special.digamma(y + a1) - special.digamma(a1)
+    if model.loglike_method == "nb2":
+        dparams = a1 * (y - mu) / (mu + a1)
+        dalpha = -(dgpart + log_prob - (y - mu) / (a1 + mu)) / alpha ** 2
+    else:
+        dparams = a1 * (log_prob + dgpart)
+        dalpha = ((alpha * (y - mu * log_prob - mu * (dgpart + 1))
+                   - mu * (log_prob + dgpart)) / (alpha ** 2 * (alpha + 1)))
+    if log_scale:
+        dalpha = dalpha * alpha
+    return np.column_stack([model.exog * dparams[:, None], dalpha])
 
 
 class GeneralizedPoisson(TwoStageLikelihoodMixin, sm.GeneralizedPoisson):
