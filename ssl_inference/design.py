@@ -27,6 +27,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 import pandas as pd
+import patsy
 
 from ._formula import design_for, formula_factors, names_in
 from .exceptions import GaugeDependentDesignError, NonDifferentiableDesignError
@@ -279,11 +280,30 @@ class FormulaFeatures(FeatureDesign):
     def model_spec(self):
         return self._data.model_spec
 
-    def build(self, rows: pd.DataFrame, phi: np.ndarray) -> np.ndarray:
+    def build(self, rows: pd.DataFrame, phi: np.ndarray, spec=None) -> np.ndarray:
+        """The design of ``rows`` with features ``phi`` (``spec``: another design spec
+        of the same formula, e.g. a subset of its terms; the model's by default)."""
         frame = rows.copy(deep=False)  # copy-on-write: the other columns are shared
         for i, name in enumerate(self.feature_names):
             frame[name] = phi[:, i]
-        return design_for(self.model_spec, frame, check_missing=False)
+        return design_for(self.model_spec if spec is None else spec, frame,
+                          check_missing=False)
+
+    def _moved_terms(self, f: int):
+        """``(spec, positions)``: the patsy design of only the terms holding the columns
+        feature ``f`` moves, and those columns' positions in it, so that the difference
+        steps do not rebuild the other terms (the same term functions on the same data:
+        the same values); the whole design for formulaic specs."""
+        spec, moved = self.model_spec, self._moved[f]
+        if not isinstance(spec, patsy.DesignInfo):
+            return None, moved
+        terms, columns = [], []
+        for term, where in spec.term_slices.items():
+            held = np.arange(where.start, where.stop)
+            if np.isin(held, moved).any():
+                terms.append(term)
+                columns.extend(held.tolist())
+        return spec.subset(terms), np.array([columns.index(c) for c in moved], dtype=int)
 
     def jacobian(self, rows: pd.DataFrame, phi: np.ndarray) -> DesignJacobian:
         phi = np.asarray(phi, dtype=float)
@@ -303,10 +323,11 @@ class FormulaFeatures(FeatureDesign):
         return DesignJacobian(self.n_params, cols, vals)
 
     def _at(self, rows, phi, f, step, moved):
+        spec, positions = moved
         shifted = phi.copy()
         shifted[:, f] += step
         try:
-            return self.build(rows, shifted)[:, moved]
+            return self.build(rows, shifted, spec)[:, positions]
         except Exception as exc:  # a level the formula has not seen, a domain error...
             raise NonDifferentiableDesignError(
                 f"Evaluating the formula with the learned feature "
@@ -317,7 +338,7 @@ class FormulaFeatures(FeatureDesign):
     def _derivative(self, rows, phi, f, w0) -> np.ndarray:
         s = self._steps[f]
         h = 1e-4 * s
-        moved = self._moved[f]
+        moved = self._moved_terms(f)
         w_plus, w_minus = self._at(rows, phi, f, s, moved), self._at(rows, phi, f, -s, moved)
         d_h = (self._at(rows, phi, f, h, moved) - self._at(rows, phi, f, -h, moved)) / (2 * h)
         d_h2 = (self._at(rows, phi, f, h / 2, moved)

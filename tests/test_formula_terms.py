@@ -22,7 +22,7 @@ import statsmodels.formula.api as sm_smf
 import ssl_inference as ssi
 import ssl_inference.formula.api as smf
 from ssl_inference.covariance import TwoStageCovariance
-from ssl_inference.design import DesignJacobian
+from ssl_inference.design import DesignJacobian, FormulaFeatures
 from ssl_inference.jacobian import coefficient_jacobian
 from ssl_inference.exceptions import (GaugeDependentDesignError, NonDifferentiableDesignError,
                                       NonInvariantHypothesisError)
@@ -248,3 +248,20 @@ def test_bootstrap_rebuilds_formula_terms():
     analytic = model.fit()
     ratio = boot.bse / analytic.bse
     assert np.all((ratio > 0.75) & (ratio < 1.33)), ratio
+
+
+def test_difference_steps_build_only_the_moved_terms(monkeypatch):
+    # the patsy difference steps rebuild only the terms holding a feature's columns:
+    # the Jacobian is the one of whole-design builds, bit for bit
+    rng = np.random.default_rng(0)
+    rep = ssi.PCA(2).fit(rng.normal(size=(500, 4)) * [3.0, 2.0, 1.0, 0.5])
+    df = pd.DataFrame(rng.normal(size=(300, 4)) * [3.0, 2.0, 1.0, 0.5], columns=list("abcd"))
+    df["z"], df["y"] = rng.normal(size=300), rng.normal(size=300)
+    model = smf.ols("y ~ z * pc0 + I(pc1**2) + np.exp(pc0 / 3)", df, representation=rep,
+                    features=list("abcd"), allow_gauge=True)
+    design, rows, phi = model.feature_design, model._design_rows(), model._sample_features()
+    partial = design.jacobian(rows, phi)
+    monkeypatch.setattr(FormulaFeatures, "_moved_terms", lambda self, f: (None, self._moved[f]))
+    whole = design.jacobian(rows, phi)
+    for a, b in zip(partial.cols + partial.vals, whole.cols + whole.vals):
+        np.testing.assert_array_equal(a, b)
