@@ -60,6 +60,10 @@ def component_gradient(layout: Layout, X: np.ndarray, mix: MixtureParams, W: np.
     out[:, :K - 1] = counts[:, 1:] - counts.sum(axis=1, keepdims=True) * pi[1:]
     diag = np.arange(d)
     for k in range(K):
+        if per_row and not W[:, k].any():  # e.g. one component's own gradient: the
+            out[:, layout.mean_slice(k)] = 0.0  # other components' blocks are zero
+            out[:, layout.cov_slice(k)] = 0.0
+            continue
         U = mix.prec_chol[k]
         V = X - mix.means[k]
         if per_row:
