@@ -117,8 +117,8 @@ class Representation(ABC):
     checksum streamed in chunks at memory speed, a fifth of a bare ``X'X`` pass) is
     taken when it is set, and every read of ``pretrain_data_`` (the bootstrap, the risk
     plug-in) checks it first, every influence stream (standard errors, predictions) as
-    it reads the chunks: if the caller changed the array in place after ``fit`` (``X_pre *= 10``),
-    reading raises
+    it reads the chunks: if the caller changed the array in place after ``fit``
+    (``X_pre *= 10``), reading raises
     :class:`~ssl_inference.exceptions.PretrainDataModifiedError` instead of returning
     standard errors of data the fit never saw. Pass ``X_pre.copy()`` to ``fit`` to keep
     modifying your array. :meth:`_pretrain_fingerprint` is the one place that reads
@@ -262,8 +262,8 @@ class Representation(ABC):
         is read (the chunk is in cache: a tenth of a bare pass instead of a fifth for a
         separate reading) and compared when the stream ends, which then raises
         :class:`~ssl_inference.exceptions.PretrainDataModifiedError` if the rows changed
-        since ``fit``, before any result of the stream is returned; a dask array's token
-        is checked up front.
+        since ``fit`` (the sums over the stream, standard errors and predictions, are
+        never returned); a dask array's token is checked up front.
         """
         X = self._pretrain_data
         running = None
